@@ -1,0 +1,104 @@
+# libvdisk: one Makefile for the library, the tools, the tests and the demo.
+# `make demo` and `make check` install missing Debian packages first.
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+LIBDIR ?= $(PREFIX)/lib
+INCDIR ?= $(PREFIX)/include
+BINDIR ?= $(PREFIX)/bin
+MANDIR ?= $(PREFIX)/share/man
+PKGDIR ?= $(LIBDIR)/pkgconfig
+
+CC ?= cc
+B ?= build
+SAN ?=
+VERSION := 0.1.0
+SOVER := 0
+
+WARN := -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+CPPFLAGS += -D_GNU_SOURCE -Iinclude -Ilibvdisk
+OPT ?= -O2 -g
+CFLAGS += $(WARN) $(OPT) -fPIC -fvisibility=hidden $(SAN)
+LDFLAGS += $(SAN)
+
+JSON_CFLAGS := $(shell pkg-config --cflags jansson 2>/dev/null)
+JSON_LIBS := $(shell pkg-config --libs jansson 2>/dev/null || echo -ljansson)
+CRIT_LIBS := $(shell pkg-config --libs criterion 2>/dev/null || echo -lcriterion)
+
+LIB_SRC := $(sort $(wildcard libvdisk/*.c libvdisk/io/*.c libvdisk/vhd/*.c libvdisk/avhd/*.c libvdisk/merge/*.c))
+LIB_OBJ := $(LIB_SRC:%.c=$(B)/%.o)
+TOOL_SRC := $(sort $(wildcard tools/vhdtool/*.c))
+TOOL_OBJ := $(TOOL_SRC:%.c=$(B)/%.o)
+UNIT_SRC := $(sort $(wildcard tests/unit/*.c))
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/unit/%)
+HDRS := $(wildcard include/vdisk/*.h libvdisk/*.h libvdisk/*/*.h tools/vhdtool/*.h)
+
+.PHONY: all deps demo check check-fast check-asan unit install uninstall clean bench format
+
+all: $(B)/libvdisk.so.$(SOVER) $(B)/libvdisk.a $(B)/vhdtool $(B)/libvdisk.pc
+
+deps:
+	@./scripts/install-deps.sh
+
+$(B)/%.o: %.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(JSON_CFLAGS) -c $< -o $@
+
+$(B)/libvdisk.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(B)/libvdisk.so.$(SOVER): $(LIB_OBJ) libvdisk/libvdisk.map
+	$(CC) -shared -Wl,-soname,libvdisk.so.$(SOVER) -Wl,--version-script=libvdisk/libvdisk.map \
+		-Wl,--no-undefined $(LDFLAGS) -o $@ $(LIB_OBJ)
+	ln -sf libvdisk.so.$(SOVER) $(B)/libvdisk.so
+
+# The tool links the static library so it runs from the build tree unchanged.
+$(B)/vhdtool: $(TOOL_OBJ) $(B)/libvdisk.a
+	$(CC) $(LDFLAGS) -o $@ $(TOOL_OBJ) $(B)/libvdisk.a $(JSON_LIBS) -lm
+
+$(B)/libvdisk.pc: libvdisk.pc.in
+	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCDIR@|$(INCDIR)|; s|@VERSION@|$(VERSION)|' $< > $@
+
+# Unit tests link the static library, so internal codecs are reachable.
+$(B)/tests/unit/%: tests/unit/%.c $(B)/libvdisk.a $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(B)/libvdisk.a $(CRIT_LIBS) $(LDFLAGS)
+
+unit: $(UNIT_BIN)
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@./scripts/demo.sh $(B)/vhdtool
+
+# The whole suite: normal build, then ASan+UBSan build of unit and image tests.
+check: deps
+	@$(MAKE) --no-print-directory all unit
+	@$(MAKE) --no-print-directory B=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \
+		SAN="-fsanitize=address,undefined -fno-sanitize-recover=all" $(addprefix build-asan/,vhdtool) \
+		$(UNIT_BIN:$(B)/%=build-asan/%)
+	@./tests/run.sh
+
+bench: all
+	@./bench/run.sh
+
+install: all
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR)/vdisk $(DESTDIR)$(BINDIR) $(DESTDIR)$(PKGDIR) $(DESTDIR)$(MANDIR)/man1
+	install -m 644 $(B)/libvdisk.a $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(B)/libvdisk.so.$(SOVER) $(DESTDIR)$(LIBDIR)/
+	ln -sf libvdisk.so.$(SOVER) $(DESTDIR)$(LIBDIR)/libvdisk.so
+	install -m 644 include/vdisk/vdisk.h $(DESTDIR)$(INCDIR)/vdisk/
+	install -m 644 $(B)/libvdisk.pc $(DESTDIR)$(PKGDIR)/
+	install -m 755 $(B)/vhdtool $(DESTDIR)$(BINDIR)/
+	install -m 644 man/vhdtool.1 $(DESTDIR)$(MANDIR)/man1/
+
+uninstall:
+	rm -f $(DESTDIR)$(LIBDIR)/libvdisk.a $(DESTDIR)$(LIBDIR)/libvdisk.so $(DESTDIR)$(LIBDIR)/libvdisk.so.$(SOVER) \
+		$(DESTDIR)$(INCDIR)/vdisk/vdisk.h $(DESTDIR)$(PKGDIR)/libvdisk.pc $(DESTDIR)$(BINDIR)/vhdtool \
+		$(DESTDIR)$(MANDIR)/man1/vhdtool.1
+
+format:
+	clang-format -i $(LIB_SRC) $(TOOL_SRC) $(UNIT_SRC) $(HDRS)
+
+clean:
+	rm -rf build build-asan

@@ -1,0 +1,178 @@
+/*
+ * libvdisk: read, write and create Microsoft VHD virtual disks (and raw images).
+ * This is the one public header. Every function returns 0 (or a count) on
+ * success and -errno on failure; the handle keeps a one-line message naming the
+ * file, the field and the byte offset (vd_errmsg). The library never prints.
+ */
+#ifndef VDISK_VDISK_H
+#define VDISK_VDISK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The library is built with -fvisibility=hidden; what this header declares is the ABI. */
+#pragma GCC visibility push(default)
+
+#define VD_VERSION_MAJOR 0
+#define VD_VERSION_MINOR 1
+#define VD_VERSION_PATCH 0
+#define VD_VERSION_STRING "0.1.0"
+
+/* A disk handle: one image (and later its parent chain). Not thread-safe. */
+struct vd_disk;
+
+/* vd_open flags */
+#define VD_OPEN_RDONLY 0x0u
+#define VD_OPEN_RDWR 0x1u
+#define VD_OPEN_DIRECT 0x2u /* O_DIRECT on the image files (reserved) */
+
+struct vd_open_opts {
+	unsigned flags;     /* VD_OPEN_* */
+	const char *format; /* "vhd", "raw" or NULL to probe */
+	const char *engine; /* I/O engine name ("psync"); NULL: $VDISK_ENGINE or psync */
+};
+
+/*
+ * Open PATH. On success *diskp is a handle. On failure the return is -errno and
+ * *diskp is still a handle (unless memory ran out, then NULL) that carries the
+ * message: call vd_errmsg(*diskp), then vd_close(*diskp). This is SQLite's shape:
+ * the reason a file cannot be opened is too useful to lose.
+ */
+int vd_open(const char *path, const struct vd_open_opts *opts, struct vd_disk **diskp);
+/* Flushes (if writable) and frees the handle. Returns the flush result. */
+int vd_close(struct vd_disk *disk);
+
+/*
+ * Read or write LEN bytes at byte OFFSET of the virtual disk. Any offset and
+ * length inside the virtual size; a range past the end is -EINVAL. Returns 0
+ * when every byte was transferred.
+ */
+int vd_pread(struct vd_disk *disk, void *buf, size_t len, uint64_t offset);
+int vd_pwrite(struct vd_disk *disk, const void *buf, size_t len, uint64_t offset);
+/* Make every completed write durable (data and metadata). */
+int vd_flush(struct vd_disk *disk);
+
+/* The last error's message ("disk.vhd: BAT entry 17 ... (offset 0x...)"). */
+const char *vd_errmsg(const struct vd_disk *disk);
+/* A short description of a -errno code returned by this library. */
+const char *vd_strerror(int rc);
+
+/*
+ * Warnings found while opening (footer copies differ, a checksum mismatch in one
+ * copy, ...): the image is usable, but a user should hear about them.
+ */
+int vd_warning_count(const struct vd_disk *disk);
+const char *vd_warning(const struct vd_disk *disk, int index);
+
+enum vd_disk_type {
+	VD_TYPE_NONE = 0,
+	VD_TYPE_FIXED = 2,
+	VD_TYPE_DYNAMIC = 3,
+	VD_TYPE_DIFFERENCING = 4,
+};
+
+struct vd_geometry {
+	uint32_t cylinders;
+	uint32_t heads;
+	uint32_t sectors;
+};
+
+struct vd_info {
+	const char *format;       /* "vhd" or "raw" */
+	enum vd_disk_type type;   /* raw images report VD_TYPE_FIXED */
+	uint64_t virtual_size;    /* bytes the guest sees */
+	uint64_t current_size;    /* VHD footer field (== virtual_size unless CHS rule) */
+	uint32_t block_size;      /* dynamic/differencing; 0 otherwise */
+	uint64_t allocated_bytes; /* data bytes in allocated blocks (fixed: size) */
+	uint64_t file_size;       /* bytes of the image file */
+	uint8_t uuid[16];
+	char creator_app[5];      /* NUL-terminated; NUL bytes in the field kept as \0 */
+	uint32_t creator_version; /* major << 16 | minor */
+	uint32_t creator_os;      /* e.g. 0x5769326B "Wi2k" */
+	uint32_t timestamp;       /* seconds since 2000-01-01 UTC */
+	struct vd_geometry geometry;
+	int size_from_chs;        /* 1 when virtual_size comes from the CHS geometry */
+	const char *parent;       /* resolved parent path, or NULL */
+	const char *path;         /* the path the image was opened with */
+};
+
+int vd_get_info(struct vd_disk *disk, struct vd_info *info);
+
+/* What vd_map says of a byte range. */
+enum vd_extent {
+	VD_EXTENT_ALLOCATED = 1,   /* data stored in this image */
+	VD_EXTENT_UNALLOCATED = 2, /* not stored: zeros, or the parent's data */
+	VD_EXTENT_ZERO = 3,        /* known to read as zeros (a hole in a raw file) */
+};
+
+/*
+ * Describe the run that starts at OFFSET (at most LEN bytes): returns its kind
+ * (> 0) and sets *run_len to its length (> 0), or returns -errno.
+ */
+int vd_map(struct vd_disk *disk, uint64_t offset, uint64_t len, uint64_t *run_len);
+
+enum vd_compat {
+	VD_COMPAT_HYPERV = 0, /* exact size; readable by Hyper-V, QEMU >= 2.6, libvhdi */
+	VD_COMPAT_VPC = 1,    /* size rounded down to the CHS geometry (Virtual PC) */
+	VD_COMPAT_AZURE = 2,  /* fixed disk, size rounded up to a whole MiB */
+};
+
+struct vd_create_opts {
+	const char *format;      /* "vhd" (default) or "raw" */
+	enum vd_disk_type type;  /* VD_TYPE_FIXED or VD_TYPE_DYNAMIC (default dynamic) */
+	uint64_t size;           /* virtual size in bytes (multiple of 512 after compat) */
+	uint32_t block_size;     /* dynamic: power of two, 512 B .. 256 MiB; 0 = 2 MiB */
+	enum vd_compat compat;
+	const char *engine;      /* as in vd_open_opts */
+};
+
+/* Largest virtual size a VHD can hold (the spec's 2040 GiB cap). */
+#define VD_VHD_MAX_SIZE (2040ULL << 30)
+
+/*
+ * Create a new image at PATH (refuses to overwrite an existing file) and open it
+ * read-write. Same handle rules as vd_open.
+ */
+int vd_create(const char *path, const struct vd_create_opts *opts, struct vd_disk **diskp);
+
+/*
+ * The size a disk created with OPTS would have (after the compat profile's
+ * rounding), without creating anything; -EINVAL for an impossible request.
+ */
+int vd_create_size(const struct vd_create_opts *opts, uint64_t *size);
+
+/* A structural problem found by vd_check. */
+struct vd_problem {
+	const char *field;   /* "footer.checksum", "bat[17]", ... */
+	uint64_t offset;     /* byte offset in the file, or UINT64_MAX if none */
+	const char *message; /* one line, without the file name */
+	int repairable;      /* reserved for check --repair */
+};
+
+enum vd_check_profile {
+	VD_CHECK_DEFAULT = 0,
+	VD_CHECK_AZURE = 1, /* also report every reason Azure would refuse the disk */
+};
+
+typedef void (*vd_problem_fn)(void *ctx, const struct vd_problem *problem);
+
+/*
+ * Check the structure of the image at PATH without trusting it: every problem is
+ * reported through FN. Returns the number of problems (>= 0), or -errno when the
+ * file cannot be read at all (message in *errmsg_out, a static or malloc'd string
+ * the caller frees with vd_free_string if non-NULL).
+ */
+int vd_check_path(const char *path, enum vd_check_profile profile, vd_problem_fn fn, void *ctx,
+		  char **errmsg_out);
+void vd_free_string(char *s);
+
+#pragma GCC visibility pop
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* VDISK_VDISK_H */

@@ -1,0 +1,25 @@
+# Shared helpers for the shell suites. Each suite is run by tests/run.sh with:
+#   VHDTOOL   path of the vhdtool binary under test
+#   FIXTURES  ../shared/fixtures/vhd (read in place, never copied into the tree)
+#   RESULTS   file that collects one "PASS|FAIL|SKIP <suite> <name> <why>" line a test
+#   TMPDIR    a scratch directory private to this suite run
+# Suites call ok/fail/skip; a suite's exit status is ignored, its lines count.
+: "${VHDTOOL:?}" "${RESULTS:?}" "${TMPDIR:?}"
+SUITE=${SUITE:-$(basename "$0" .sh)}
+
+ok() { echo "PASS $SUITE $1" >>"$RESULTS"; echo "  ok   $1"; }
+fail() { echo "FAIL $SUITE $1 ${2:-}" >>"$RESULTS"; echo "  FAIL $1: ${2:-}"; }
+skip() { echo "SKIP $SUITE $1 ${2:-}" >>"$RESULTS"; echo "  skip $1: ${2:-}"; }
+
+# check NAME CMD...: pass when CMD succeeds.
+check() {
+	name=$1; shift
+	if out=$("$@" 2>&1); then ok "$name"; else fail "$name" "$(printf '%s' "$out" | tail -n 3 | tr '\n' ' ')"; fi
+}
+
+# expect_exit NAME CODE CMD...: pass when CMD exits with CODE.
+expect_exit() {
+	name=$1; want=$2; shift 2
+	out=$("$@" 2>&1); rc=$?
+	if [ "$rc" = "$want" ]; then ok "$name"; else fail "$name" "exit $rc, wanted $want: $(printf '%s' "$out" | tail -n 2 | tr '\n' ' ')"; fi
+}

@@ -1,0 +1,60 @@
+#!/bin/bash
+# Runs every suite of `make check` and prints one summary line at the end:
+#   N passed, N failed, N skipped
+# Unit tests (Criterion) run from the normal and the ASan+UBSan build; the shell
+# suites under tests/images and tests/cli run against both vhdtool builds too.
+cd "$(dirname "$0")/.." || exit 2
+TOP=$PWD
+export FIXTURES=${FIXTURES:-$(cd "$TOP/../shared/fixtures/vhd" 2>/dev/null && pwd)}
+RESULTS=$(mktemp /tmp/vdisk-results.XXXXXX)
+export RESULTS
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+
+run_unit() { # build-dir
+	for bin in "$1"/tests/unit/*; do
+		[ -x "$bin" ] || continue
+		name="$(basename "$1")/unit/$(basename "$bin")"
+		echo "== $name"
+		tap=$("$bin" --tap=- -j2 2>/tmp/vdisk-unit-err.$$)
+		rc=$?
+		printf '%s\n' "$tap" | grep -E '^(not )?ok ' | while read -r line; do
+			case $line in
+			"not ok"*) echo "FAIL $name ${line#not ok }" >>"$RESULTS"; echo "  FAIL ${line#not ok }";;
+			*"# SKIP"*) echo "SKIP $name ${line#ok }" >>"$RESULTS";;
+			*) echo "PASS $name ${line#ok }" >>"$RESULTS";;
+			esac
+		done
+		if [ "$rc" != 0 ] && ! printf '%s\n' "$tap" | grep -q '^not ok'; then
+			echo "FAIL $name exited $rc: $(tail -n 3 /tmp/vdisk-unit-err.$$ | tr '\n' ' ')" >>"$RESULTS"
+			echo "  FAIL exited $rc"; tail -n 20 /tmp/vdisk-unit-err.$$
+		fi
+		rm -f /tmp/vdisk-unit-err.$$
+	done
+}
+
+run_shell() { # build-dir suite-dir
+	for t in "$2"/*.sh; do
+		[ -f "$t" ] || continue
+		suite="$(basename "$1")/$(basename "$2")/$(basename "$t" .sh)"
+		echo "== $suite"
+		scratch=$(mktemp -d /tmp/vdisk-test.XXXXXX)
+		SUITE=$suite VHDTOOL="$TOP/$1/vhdtool" BUILD="$TOP/$1" TMPDIR=$scratch TOP=$TOP \
+			bash "$t" </dev/null
+		rm -rf "$scratch"
+	done
+}
+
+run_unit build
+run_shell build tests/images
+run_shell build tests/cli
+run_unit build-asan
+run_shell build-asan tests/images
+run_shell build-asan tests/cli
+
+p=$(grep -c '^PASS' "$RESULTS"); f=$(grep -c '^FAIL' "$RESULTS"); s=$(grep -c '^SKIP' "$RESULTS")
+if [ "$s" -gt 0 ]; then echo "-- skipped:"; grep '^SKIP' "$RESULTS" | sed 's/^SKIP /   /'; fi
+if [ "$f" -gt 0 ]; then echo "-- failed:"; grep '^FAIL' "$RESULTS" | sed 's/^FAIL /   /'; fi
+rm -f "$RESULTS"
+echo "$p passed, $f failed, $s skipped"
+[ "$f" = 0 ]
