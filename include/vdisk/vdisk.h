@@ -31,7 +31,7 @@ struct vd_disk;
 #define VD_OPEN_DIRECT 0x2u /* O_DIRECT on the image files (reserved) */
 
 struct vd_open_opts {
-	unsigned flags;     /* VD_OPEN_* */
+	unsigned flags;	    /* VD_OPEN_* */
 	const char *format; /* "vhd", "raw" or NULL to probe */
 	const char *engine; /* I/O engine name ("psync"); NULL: $VDISK_ENGINE or psync */
 };
@@ -82,22 +82,22 @@ struct vd_geometry {
 };
 
 struct vd_info {
-	const char *format;       /* "vhd" or "raw" */
-	enum vd_disk_type type;   /* raw images report VD_TYPE_FIXED */
-	uint64_t virtual_size;    /* bytes the guest sees */
-	uint64_t current_size;    /* VHD footer field (== virtual_size unless CHS rule) */
-	uint32_t block_size;      /* dynamic/differencing; 0 otherwise */
+	const char *format;	  /* "vhd" or "raw" */
+	enum vd_disk_type type;	  /* raw images report VD_TYPE_FIXED */
+	uint64_t virtual_size;	  /* bytes the guest sees */
+	uint64_t current_size;	  /* VHD footer field (== virtual_size unless CHS rule) */
+	uint32_t block_size;	  /* dynamic/differencing; 0 otherwise */
 	uint64_t allocated_bytes; /* data bytes in allocated blocks (fixed: size) */
-	uint64_t file_size;       /* bytes of the image file */
+	uint64_t file_size;	  /* bytes of the image file */
 	uint8_t uuid[16];
-	char creator_app[5];      /* NUL-terminated; NUL bytes in the field kept as \0 */
+	char creator_app[5];	  /* NUL-terminated; NUL bytes in the field kept as \0 */
 	uint32_t creator_version; /* major << 16 | minor */
-	uint32_t creator_os;      /* e.g. 0x5769326B "Wi2k" */
-	uint32_t timestamp;       /* seconds since 2000-01-01 UTC */
+	uint32_t creator_os;	  /* e.g. 0x5769326B "Wi2k" */
+	uint32_t timestamp;	  /* seconds since 2000-01-01 UTC */
 	struct vd_geometry geometry;
-	int size_from_chs;        /* 1 when virtual_size comes from the CHS geometry */
-	const char *parent;       /* resolved parent path, or NULL */
-	const char *path;         /* the path the image was opened with */
+	int size_from_chs;  /* 1 when virtual_size comes from the CHS geometry */
+	const char *parent; /* resolved parent path, or NULL */
+	const char *path;   /* the path the image was opened with */
 };
 
 int vd_get_info(struct vd_disk *disk, struct vd_info *info);
@@ -106,7 +106,7 @@ int vd_get_info(struct vd_disk *disk, struct vd_info *info);
 enum vd_extent {
 	VD_EXTENT_ALLOCATED = 1,   /* data stored in this image */
 	VD_EXTENT_UNALLOCATED = 2, /* not stored: zeros, or the parent's data */
-	VD_EXTENT_ZERO = 3,        /* known to read as zeros (a hole in a raw file) */
+	VD_EXTENT_ZERO = 3,	   /* known to read as zeros (a hole in a raw file) */
 };
 
 /*
@@ -122,12 +122,12 @@ enum vd_compat {
 };
 
 struct vd_create_opts {
-	const char *format;      /* "vhd" (default) or "raw" */
-	enum vd_disk_type type;  /* VD_TYPE_FIXED or VD_TYPE_DYNAMIC (default dynamic) */
-	uint64_t size;           /* virtual size in bytes (multiple of 512 after compat) */
-	uint32_t block_size;     /* dynamic: power of two, 512 B .. 256 MiB; 0 = 2 MiB */
+	const char *format;	/* "vhd" (default) or "raw" */
+	enum vd_disk_type type; /* VD_TYPE_FIXED or VD_TYPE_DYNAMIC (default dynamic) */
+	uint64_t size;		/* virtual size in bytes (multiple of 512 after compat) */
+	uint32_t block_size;	/* dynamic: power of two, 512 B .. 256 MiB; 0 = 2 MiB */
 	enum vd_compat compat;
-	const char *engine;      /* as in vd_open_opts */
+	const char *engine; /* as in vd_open_opts */
 };
 
 /* Largest virtual size a VHD can hold (the spec's 2040 GiB cap). */
@@ -145,12 +145,19 @@ int vd_create(const char *path, const struct vd_create_opts *opts, struct vd_dis
  */
 int vd_create_size(const struct vd_create_opts *opts, uint64_t *size);
 
+/*
+ * The 512-byte footer that ends a fixed VHD made with OPTS (compat rounding
+ * applied; a new UUID), so a tool can stream a fixed disk (data, then this)
+ * to a pipe without a temporary file.
+ */
+int vd_fixed_footer(const struct vd_create_opts *opts, uint8_t footer[512]);
+
 /* A structural problem found by vd_check. */
 struct vd_problem {
 	const char *field;   /* "footer.checksum", "bat[17]", ... */
 	uint64_t offset;     /* byte offset in the file, or UINT64_MAX if none */
 	const char *message; /* one line, without the file name */
-	int repairable;      /* reserved for check --repair */
+	int repairable;	     /* reserved for check --repair */
 };
 
 enum vd_check_profile {

@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "vdisk/vdisk.h"
+
 #define VD_SECTOR 512u
 #define VD_FOOTER_SIZE 512u
 #define VD_DYNHDR_SIZE 1024u
@@ -165,5 +167,13 @@ int vd_locator_decode_path(uint32_t code, const uint8_t *data, size_t len, char 
 			   size_t outlen);
 /* Decode the UTF-16BE parent name; returns the length or -1. */
 int vd_parent_name_decode(const uint8_t name[512], char *out, size_t outlen);
+
+/* A footer as we write it (creator, geometry, new UUID; see create.c for why). */
+void vd_footer_new(struct vd_footer *f, enum vd_disk_type type, uint64_t size);
+
+struct vd_disk;
+struct vd_file;
+/* The driver's create: lay out a fixed or dynamic VHD in an empty file. */
+int vd_vhd_create(struct vd_disk *d, struct vd_file *file, const struct vd_create_opts *o);
 
 #endif /* VD_VHD_INT_H */

@@ -1,0 +1,60 @@
+/*
+ * vd_check_path: open an image without trusting it and report each problem
+ * (what open refused, what it tolerated with a warning, and the driver's extra
+ * checks) with its field and offset.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vdisk_int.h"
+
+/* The handle's message without the "PATH: " prefix (the caller names the file). */
+static const char *bare_message(const struct vd_disk *d)
+{
+	size_t n = strlen(d->path);
+
+	if (strncmp(d->errmsg, d->path, n) == 0 && strncmp(d->errmsg + n, ": ", 2) == 0)
+		return d->errmsg + n + 2;
+	return d->errmsg;
+}
+
+static int unreadable(int rc)
+{
+	return rc == -ENOENT || rc == -EACCES || rc == -EISDIR || rc == -EPERM || rc == -ENOMEM ||
+	       rc == -EBUSY;
+}
+
+int vd_check_path(const char *path, enum vd_check_profile profile, vd_problem_fn fn, void *ctx,
+		  char **errmsg_out)
+{
+	struct vd_open_opts opts = {.flags = VD_OPEN_RDONLY, .format = "vhd"};
+	struct vd_disk *d;
+	int rc, count = 0;
+
+	if (errmsg_out)
+		*errmsg_out = NULL;
+	rc = vd_open(path, &opts, &d);
+	if (rc < 0 && (unreadable(rc) || !d)) {
+		if (errmsg_out)
+			*errmsg_out = strdup(vd_errmsg(d));
+		vd_close(d);
+		return rc;
+	}
+	if (rc < 0) {
+		struct vd_problem p = {d->err_field, d->err_offset, bare_message(d), 0};
+		fn(ctx, &p);
+		vd_close(d);
+		return 1;
+	}
+	if (d->drv->check)
+		d->drv->check(d->state, profile, d);
+	for (int i = 0; i < d->nwarnings; i++) {
+		struct vd_problem p = {d->warnings[i].field, d->warnings[i].offset,
+				       d->warnings[i].message, 0};
+		fn(ctx, &p);
+		count++;
+	}
+	vd_close(d);
+	return count;
+}

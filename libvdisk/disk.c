@@ -1,0 +1,276 @@
+/*
+ * The disk handle: open (format probing), close, byte-granular read and write,
+ * flush, info, map and create. Drivers see only ranges inside the virtual size.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "vdisk_int.h"
+
+static const struct vd_driver *const drivers[] = {
+	&vd_vhd_driver,
+	&vd_raw_driver,
+};
+
+static const struct vd_driver *driver_find(const char *name)
+{
+	for (size_t i = 0; i < sizeof(drivers) / sizeof(drivers[0]); i++)
+		if (strcmp(drivers[i]->name, name) == 0)
+			return drivers[i];
+	return NULL;
+}
+
+static struct vd_disk *disk_new(const char *path, unsigned flags)
+{
+	struct vd_disk *d = calloc(1, sizeof(*d));
+
+	if (!d)
+		return NULL;
+	d->path = strdup(path ? path : "");
+	if (!d->path) {
+		free(d);
+		return NULL;
+	}
+	d->flags = flags;
+	d->file.fd = -1;
+	return d;
+}
+
+/* Open the image file and its engine; a writer takes an exclusive lock. */
+static int file_open(struct vd_disk *d, int oflags, mode_t mode, const char *engine)
+{
+	char err[200];
+	struct stat st;
+	int rc;
+
+	d->file.fd = open(d->path, oflags | O_CLOEXEC, mode);
+	if (d->file.fd < 0)
+		return vd_error(d, -errno, "", UINT64_MAX, "cannot open: %s", strerror(errno));
+	if (fstat(d->file.fd, &st) < 0)
+		return vd_error(d, -errno, "", UINT64_MAX, "cannot stat: %s", strerror(errno));
+	if (S_ISDIR(st.st_mode))
+		return vd_error(d, -EISDIR, "", UINT64_MAX, "is a directory, not a disk image");
+	d->file.size = (uint64_t)st.st_size;
+	d->file.path = d->path;
+	if ((oflags & O_ACCMODE) == O_RDWR && flock(d->file.fd, LOCK_EX | LOCK_NB) < 0)
+		return vd_error(
+			d, errno == EWOULDBLOCK ? -EBUSY : -errno, "", UINT64_MAX,
+			"image is open for writing by another process; close it there first");
+	rc = vd_io_engine_start(engine, &d->file.eng, err, sizeof(err));
+	if (rc < 0)
+		return vd_error(d, rc, "", UINT64_MAX, "%s", err);
+	d->file_open = 1;
+	return 0;
+}
+
+static const struct vd_driver *probe(struct vd_disk *d)
+{
+	uint8_t head[1024] = {0}, tail[1024] = {0};
+	size_t hl = d->file.size < sizeof(head) ? (size_t)d->file.size : sizeof(head);
+	size_t tl = hl;
+	const struct vd_driver *best = &vd_raw_driver;
+	int best_score = 0;
+
+	if (vd_file_pread(&d->file, head, hl, 0) < 0 ||
+	    vd_file_pread(&d->file, tail, tl, d->file.size - tl) < 0)
+		return best;
+	for (size_t i = 0; i < sizeof(drivers) / sizeof(drivers[0]); i++) {
+		int score = drivers[i]->probe(head, hl, tail, tl, d->file.size);
+		if (score > best_score) {
+			best_score = score;
+			best = drivers[i];
+		}
+	}
+	return best;
+}
+
+static int attach_driver(struct vd_disk *d, const struct vd_driver *drv)
+{
+	d->drv = drv;
+	d->state = calloc(1, drv->state_size);
+	if (!d->state)
+		return vd_error(d, -ENOMEM, "", UINT64_MAX, "out of memory");
+	return 0;
+}
+
+int vd_open(const char *path, const struct vd_open_opts *opts, struct vd_disk **diskp)
+{
+	struct vd_open_opts none = {0};
+	const struct vd_driver *drv;
+	struct vd_disk *d;
+	int rc;
+
+	if (!opts)
+		opts = &none;
+	*diskp = d = disk_new(path, opts->flags);
+	if (!d)
+		return -ENOMEM;
+	if (!path || !*path)
+		return vd_error(d, -EINVAL, "", UINT64_MAX, "no image path given");
+	rc = file_open(d, (opts->flags & VD_OPEN_RDWR) ? O_RDWR : O_RDONLY, 0, opts->engine);
+	if (rc < 0)
+		return rc;
+	if (opts->format) {
+		drv = driver_find(opts->format);
+		if (!drv)
+			return vd_error(d, -EINVAL, "", UINT64_MAX,
+					"unknown format '%s' (vhd, raw)", opts->format);
+	} else {
+		drv = probe(d);
+	}
+	rc = attach_driver(d, drv);
+	if (rc < 0)
+		return rc;
+	rc = drv->open(d, d->state, &d->file, opts->flags);
+	if (rc < 0) {
+		drv->close(d->state);
+		free(d->state);
+		d->state = NULL;
+		d->drv = NULL;
+	}
+	return rc;
+}
+
+int vd_close(struct vd_disk *d)
+{
+	int rc = 0;
+
+	if (!d)
+		return 0;
+	if (d->drv && (d->flags & VD_OPEN_RDWR))
+		rc = vd_flush(d);
+	if (d->drv)
+		d->drv->close(d->state);
+	free(d->state);
+	if (d->file_open)
+		vd_io_engine_stop(d->file.eng);
+	if (d->file.fd >= 0)
+		close(d->file.fd);
+	for (int i = 0; i < d->nwarnings; i++) {
+		free(d->warnings[i].field);
+		free(d->warnings[i].message);
+	}
+	free(d->warnings);
+	free(d->path);
+	free(d);
+	return rc;
+}
+
+static int check_range(struct vd_disk *d, size_t len, uint64_t offset, const char *what)
+{
+	if (!d->drv)
+		return vd_error(d, -EBADF, "", UINT64_MAX, "disk is not open");
+	if (offset > d->virtual_size || len > d->virtual_size - offset)
+		return vd_error(
+			d, -EINVAL, "", offset,
+			"%s of %zu bytes at offset %llu is past the end of the disk (%llu bytes)",
+			what, len, (unsigned long long)offset, (unsigned long long)d->virtual_size);
+	return 0;
+}
+
+int vd_pread(struct vd_disk *d, void *buf, size_t len, uint64_t offset)
+{
+	int rc = check_range(d, len, offset, "read");
+
+	if (rc < 0 || len == 0)
+		return rc;
+	return d->drv->pread(d->state, buf, len, offset);
+}
+
+int vd_pwrite(struct vd_disk *d, const void *buf, size_t len, uint64_t offset)
+{
+	int rc = check_range(d, len, offset, "write");
+
+	if (rc < 0)
+		return rc;
+	if (!(d->flags & VD_OPEN_RDWR))
+		return vd_error(d, -EROFS, "", UINT64_MAX, "image is open read-only");
+	if (len == 0)
+		return 0;
+	return d->drv->pwrite(d->state, buf, len, offset);
+}
+
+int vd_flush(struct vd_disk *d)
+{
+	if (!d->drv)
+		return vd_error(d, -EBADF, "", UINT64_MAX, "disk is not open");
+	if (!(d->flags & VD_OPEN_RDWR))
+		return 0;
+	return d->drv->flush(d->state);
+}
+
+int vd_get_info(struct vd_disk *d, struct vd_info *info)
+{
+	if (!d->drv)
+		return vd_error(d, -EBADF, "", UINT64_MAX, "disk is not open");
+	memset(info, 0, sizeof(*info));
+	info->path = d->path;
+	info->file_size = d->file.size;
+	return d->drv->info(d->state, info);
+}
+
+int vd_map(struct vd_disk *d, uint64_t offset, uint64_t len, uint64_t *run_len)
+{
+	int rc;
+
+	if (!d->drv)
+		return vd_error(d, -EBADF, "", UINT64_MAX, "disk is not open");
+	if (offset >= d->virtual_size || len == 0)
+		return vd_error(d, -EINVAL, "", offset,
+				"map at offset %llu is past the end of the disk",
+				(unsigned long long)offset);
+	if (len > d->virtual_size - offset)
+		len = d->virtual_size - offset;
+	rc = d->drv->map(d->state, offset, len, run_len);
+	if (rc > 0 && (*run_len == 0 || *run_len > len))
+		*run_len = len; /* a driver must never stall the caller's walk */
+	return rc;
+}
+
+int vd_create(const char *path, const struct vd_create_opts *opts, struct vd_disk **diskp)
+{
+	struct vd_create_opts o = *opts;
+	const struct vd_driver *drv;
+	struct vd_disk *d;
+	uint64_t size;
+	int rc;
+
+	*diskp = d = disk_new(path, VD_OPEN_RDWR);
+	if (!d)
+		return -ENOMEM;
+	drv = driver_find(o.format ? o.format : "vhd");
+	if (!drv || !drv->create)
+		return vd_error(d, -EINVAL, "", UINT64_MAX, "cannot create images of format '%s'",
+				o.format);
+	char why[200];
+
+	rc = vd_create_size_msg(&o, &size, why, sizeof(why));
+	if (rc < 0)
+		return vd_error(d, rc, "", UINT64_MAX, "%s", why);
+	o.size = size;
+	rc = file_open(d, O_RDWR | O_CREAT | O_EXCL, 0644, o.engine);
+	if (rc == -EEXIST)
+		return vd_error(d, rc, "", UINT64_MAX,
+				"file exists; remove it or choose another name");
+	if (rc < 0)
+		return rc;
+	rc = drv->create(d, &d->file, &o);
+	if (rc == 0)
+		rc = vd_file_sync(&d->file);
+	if (rc < 0) {
+		unlink(path); /* a half-made image is worse than none */
+		if (!d->errmsg[0])
+			vd_error(d, rc, "", UINT64_MAX, "cannot create: %s", vd_strerror(rc));
+		return rc;
+	}
+	rc = attach_driver(d, drv);
+	if (rc == 0)
+		rc = drv->open(d, d->state, &d->file, VD_OPEN_RDWR);
+	return rc;
+}

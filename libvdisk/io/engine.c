@@ -1,0 +1,129 @@
+/*
+ * Engine registry and the synchronous file helpers that the format drivers use:
+ * each helper submits one request to the file's engine and reaps until it is done.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vdisk_int.h"
+
+extern const struct vd_io_engine_ops vd_psync_engine;
+
+static const struct vd_io_engine_ops *const engines[] = {
+	&vd_psync_engine,
+};
+
+const struct vd_io_engine_ops *vd_io_engine_find(const char *name)
+{
+	for (size_t i = 0; i < sizeof(engines) / sizeof(engines[0]); i++)
+		if (strcmp(engines[i]->name, name) == 0)
+			return engines[i];
+	return NULL;
+}
+
+int vd_io_engine_start(const char *name, struct vd_io_engine **out, char *err, size_t errlen)
+{
+	const struct vd_io_engine_ops *ops;
+	struct vd_io_engine *eng;
+	int rc;
+
+	if (!name || !*name)
+		name = getenv("VDISK_ENGINE");
+	if (!name || !*name || strcmp(name, "auto") == 0)
+		name = "psync";
+	ops = vd_io_engine_find(name);
+	if (!ops) {
+		snprintf(err, errlen, "unknown I/O engine '%s' (available: psync)", name);
+		return -EINVAL;
+	}
+	eng = calloc(1, sizeof(*eng) + ops->state_size);
+	if (!eng) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	eng->ops = ops;
+	eng->state = eng + 1;
+	rc = ops->init(eng->state, err, errlen);
+	if (rc < 0) {
+		free(eng);
+		return rc;
+	}
+	*out = eng;
+	return 0;
+}
+
+void vd_io_engine_stop(struct vd_io_engine *eng)
+{
+	if (!eng)
+		return;
+	eng->ops->fini(eng->state);
+	free(eng);
+}
+
+struct sync_wait {
+	int done;
+	ssize_t res;
+};
+
+static void sync_done(struct vd_io_req *req, ssize_t res)
+{
+	struct sync_wait *w = req->opaque;
+
+	w->done = 1;
+	w->res = res;
+}
+
+static ssize_t file_io(struct vd_file *f, enum vd_io_op op, void *buf, size_t len, uint64_t offset)
+{
+	struct sync_wait w = {0, 0};
+	struct vd_io_req req = {
+		.op = op,
+		.fd = f->fd,
+		.buf = buf,
+		.len = len,
+		.offset = offset,
+		.done = sync_done,
+		.opaque = &w,
+	};
+	int rc = f->eng->ops->submit(f->eng->state, &req);
+
+	if (rc < 0)
+		return rc;
+	while (!w.done) {
+		rc = f->eng->ops->reap(f->eng->state, 1);
+		if (rc < 0)
+			return rc;
+	}
+	return w.res;
+}
+
+int vd_file_pread(struct vd_file *f, void *buf, size_t len, uint64_t offset)
+{
+	ssize_t n = file_io(f, VD_IO_READ, buf, len, offset);
+
+	if (n < 0)
+		return (int)n;
+	return (size_t)n == len ? 0 : -EIO;
+}
+
+int vd_file_pwrite(struct vd_file *f, const void *buf, size_t len, uint64_t offset)
+{
+	ssize_t n = file_io(f, VD_IO_WRITE, (void *)buf, len, offset);
+
+	if (n < 0)
+		return (int)n;
+	if ((size_t)n != len)
+		return -EIO;
+	if (offset + len > f->size)
+		f->size = offset + len;
+	return 0;
+}
+
+int vd_file_sync(struct vd_file *f)
+{
+	ssize_t n = file_io(f, VD_IO_FSYNC, NULL, 0, 0);
+
+	return n < 0 ? (int)n : 0;
+}

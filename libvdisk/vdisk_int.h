@@ -1,0 +1,135 @@
+/*
+ * Internals shared by the core, the format drivers and the I/O engines: the disk
+ * handle, the driver and engine tables, image files and error reporting.
+ */
+#ifndef VD_VDISK_INT_H
+#define VD_VDISK_INT_H
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "vdisk/vdisk.h"
+
+/* ---- I/O engines: a table of functions, one engine a file under io/ ---- */
+
+enum vd_io_op { VD_IO_READ, VD_IO_WRITE, VD_IO_FSYNC };
+
+struct vd_io_req {
+	enum vd_io_op op;
+	int fd;
+	void *buf;
+	size_t len;
+	uint64_t offset;
+	/* Called from reap with the bytes moved or -errno. */
+	void (*done)(struct vd_io_req *req, ssize_t res);
+	void *opaque;
+	ssize_t res;		/* engine-private until done runs */
+	struct vd_io_req *next; /* engine-private queueing */
+};
+
+struct vd_io_engine_ops {
+	const char *name;
+	size_t state_size;
+	/* 0, or -errno with a reason in ERR (an engine that cannot work here). */
+	int (*init)(void *state, char *err, size_t errlen);
+	void (*fini)(void *state);
+	int (*submit)(void *state, struct vd_io_req *req);
+	/* Complete at least MIN requests (calling their done); returns how many. */
+	int (*reap)(void *state, unsigned min);
+};
+
+struct vd_io_engine {
+	const struct vd_io_engine_ops *ops;
+	void *state;
+};
+
+const struct vd_io_engine_ops *vd_io_engine_find(const char *name);
+int vd_io_engine_start(const char *name, struct vd_io_engine **out, char *err, size_t errlen);
+void vd_io_engine_stop(struct vd_io_engine *eng);
+
+/* ---- image files: an fd driven through an engine, with synchronous helpers ---- */
+
+struct vd_file {
+	int fd;
+	char *path;
+	uint64_t size; /* kept current by vd_file_pwrite */
+	struct vd_io_engine *eng;
+};
+
+/* Whole transfers: 0 or -errno; a read past end of file is -EIO. */
+int vd_file_pread(struct vd_file *f, void *buf, size_t len, uint64_t offset);
+int vd_file_pwrite(struct vd_file *f, const void *buf, size_t len, uint64_t offset);
+int vd_file_sync(struct vd_file *f);
+/* Data or hole runs of a file region (SEEK_DATA/SEEK_HOLE): a VD_EXTENT_* kind. */
+int vd_file_map_holes(struct vd_file *f, uint64_t offset, uint64_t len, uint64_t *run_len);
+
+/* ---- format drivers: a table of functions (SQLite's io_methods, QEMU's BlockDriver) ---- */
+
+struct vd_disk;
+
+struct vd_driver {
+	const char *name;
+	size_t state_size;
+	/* Score how well the first and last bytes match this format (0 = not at all). */
+	int (*probe)(const uint8_t *head, size_t head_len, const uint8_t *tail, size_t tail_len,
+		     uint64_t file_size);
+	int (*open)(struct vd_disk *disk, void *state, struct vd_file *file, unsigned flags);
+	void (*close)(void *state);
+	int (*info)(void *state, struct vd_info *info);
+	/* See vd_map: returns a VD_EXTENT_* kind and the run length. */
+	int (*map)(void *state, uint64_t offset, uint64_t len, uint64_t *run_len);
+	/* Ranges are inside the virtual size (the core checks). */
+	int (*pread)(void *state, void *buf, size_t len, uint64_t offset);
+	int (*pwrite)(void *state, const void *buf, size_t len, uint64_t offset);
+	int (*flush)(void *state);
+	/* Lay out a new image in FILE (empty, opened read-write). */
+	int (*create)(struct vd_disk *disk, struct vd_file *file,
+		      const struct vd_create_opts *opts);
+	/* Extra structural checks beyond what open verifies (may be NULL). */
+	void (*check)(void *state, enum vd_check_profile profile, struct vd_disk *disk);
+};
+
+extern const struct vd_driver vd_raw_driver;
+extern const struct vd_driver vd_vhd_driver;
+
+/* ---- the handle ---- */
+
+struct vd_note {
+	char *field;
+	uint64_t offset;
+	char *message;
+};
+
+struct vd_disk {
+	char *path;
+	unsigned flags;
+	const struct vd_driver *drv;
+	void *state;
+	struct vd_file file;
+	int file_open;
+	uint64_t virtual_size;
+	char errmsg[512];
+	char err_field[64];
+	uint64_t err_offset;
+	struct vd_note *warnings;
+	int nwarnings;
+};
+
+/*
+ * Set the handle's message: "PATH: <fmt>", remembering FIELD and OFFSET (UINT64_MAX
+ * for none) for check. Returns RC so callers can `return vd_error(...)`.
+ */
+int vd_error(struct vd_disk *disk, int rc, const char *field, uint64_t offset, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+/* Record a warning (image usable, user should know). */
+void vd_warn(struct vd_disk *disk, const char *field, uint64_t offset, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+/* vd_create_size, with the reason a request is impossible in WHY. */
+int vd_create_size_msg(const struct vd_create_opts *o, uint64_t *size, char *why, size_t whylen);
+
+/* Sizes for messages: "16 MiB". */
+void vd_human_size(uint64_t bytes, char *out, size_t outlen);
+
+#endif /* VD_VDISK_INT_H */
