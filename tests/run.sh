@@ -48,6 +48,7 @@ run_shell() { # build-dir suite-dir
 run_unit build
 run_shell build tests/images
 run_shell build tests/cli
+run_shell build tests/build
 run_unit build-asan
 run_shell build-asan tests/images
 run_shell build-asan tests/cli
