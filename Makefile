@@ -79,8 +79,13 @@ check: deps
 		$(UNIT_BIN:$(B)/%=build-asan/%)
 	@./tests/run.sh
 
-bench: all
+bench: deps
+	@$(MAKE) --no-print-directory all $(B)/bench/vdbench
 	@./bench/run.sh
+
+$(B)/bench/vdbench: bench/vdbench.c $(B)/libvdisk.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(B)/libvdisk.a $(LDFLAGS)
 
 install: all
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR)/vdisk $(DESTDIR)$(BINDIR) $(DESTDIR)$(PKGDIR) $(DESTDIR)$(MANDIR)/man1
