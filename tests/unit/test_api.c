@@ -1312,3 +1312,167 @@ Test(api, compat_vpc_fixed_file_is_product_plus_footer)
 	close_disk(d);
 	cr_assert_eq(file_size(path), vd_chs_bytes(c, h, s) + 512);
 }
+
+/* ---- blocks with a partial bitmap (as blktap and Windows leave them) --- */
+
+static uint64_t block_bitmap_offset(const char *path, uint64_t size, uint32_t block, uint32_t idx)
+{
+	struct parsed_vhd p;
+	parse_dynamic(path, size, block, &p);
+	uint32_t sector = p.bat[idx];
+	release(p.bat);
+	cr_assert_neq(sector, VD_BAT_UNUSED, "BAT[%u]", idx);
+	return (uint64_t)sector * 512;
+}
+
+static int file_bit(const char *path, uint64_t bitmap_off, uint32_t k)
+{
+	uint8_t byte;
+	read_file_at(path, bitmap_off + k / 8, &byte, 1);
+	return (byte >> (7 - k % 8)) & 1;
+}
+
+Test(api, partial_bitmap_block_read_write_map)
+{
+	const char *path = tpath("partial.vhd");
+	const uint32_t block = 64u << 10; /* 128 sectors */
+	const uint64_t size = 4 * MiB, base = 2ull * block;
+	struct vd_create_opts o = vhd_opts(VD_TYPE_DYNAMIC, size, block, VD_COMPAT_HYPERV);
+	struct vd_disk *d = create_disk(path, &o);
+	uint8_t *model = hold(calloc(1, block));
+	model[0] = 0x42;
+	disk_write(d, model, 1, base);
+	close_disk(d);
+
+	/* keep bits 0..7, clear 8..127: the data under them is zero, a conforming file */
+	uint64_t bm_off = block_bitmap_offset(path, size, block, 2);
+	uint8_t bm[16] = {0xFF};
+	int fd = open(path, O_RDWR);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(pwrite(fd, bm, sizeof(bm), (off_t)bm_off), (ssize_t)sizeof(bm));
+	close(fd);
+
+	d = open_disk(path, VD_OPEN_RDWR, NULL);
+	uint64_t run;
+	cr_assert_eq(map_at(d, base, block, &run), VD_EXTENT_ALLOCATED);
+	cr_assert_eq(run, 8 * 512u, "sectors 0..7 have their bits");
+	cr_assert_eq(map_at(d, base + 8 * 512, block - 8 * 512, &run), VD_EXTENT_UNALLOCATED,
+		     "a clear bit is not stored here");
+	cr_assert_eq(run, block - 8 * 512u);
+
+	uint8_t data[600];
+	fill_pattern(data, sizeof(data), 3);
+	const struct io_op ops[] = {
+		{base + 20 * 512 + 100, 3},  /* inside a clear sector */
+		{base + 7 * 512 + 500, 30},  /* set sector 7 into clear sector 8 */
+		{base + 50 * 512, 512},	     /* one whole clear sector */
+		{base + 127 * 512 + 511, 1}, /* last byte of the block */
+		{base + 90 * 512 - 1, 2},    /* two clear sectors, one byte each */
+	};
+	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+		disk_write(d, data, ops[i].len, ops[i].off);
+		memcpy(model + (ops[i].off - base), data, ops[i].len);
+		uint8_t *back = hold(malloc(block));
+		disk_read(d, back, block, base);
+		cr_assert_arr_eq(back, model, block, "block after partial write %zu", i);
+		release(back);
+	}
+	cr_assert_eq(map_at(d, base + 20 * 512, 512, &run), VD_EXTENT_ALLOCATED);
+	cr_assert_eq(map_at(d, base + 21 * 512, 512, &run), VD_EXTENT_UNALLOCATED);
+	close_disk(d);
+
+	static const uint32_t written[] = {0, 7, 8, 20, 50, 89, 90, 127};
+	for (size_t i = 0; i < sizeof(written) / sizeof(written[0]); i++)
+		cr_assert_eq(file_bit(path, bm_off, written[i]), 1, "bit of written sector %u",
+			     written[i]);
+	d = open_disk(path, VD_OPEN_RDONLY, NULL);
+	uint8_t *back = hold(malloc(block));
+	disk_read(d, back, block, base);
+	cr_assert_arr_eq(back, model, block, "block after reopen");
+	release(back);
+	cr_assert_eq(vd_warning_count(d), 0);
+	close_disk(d);
+	release(model);
+}
+
+/* ---- 64-bit offsets and the size cap ----------------------------------- */
+
+static void far_io_case(const char *path, enum vd_disk_type type, uint64_t size)
+{
+	struct vd_create_opts o = vhd_opts(type, size, 0, VD_COMPAT_HYPERV);
+	struct vd_disk *d = create_disk(path, &o);
+	const uint64_t offs[] = {size - 1000, (5ull << 30) + 123, (4ull << 30) - 300, 7};
+	uint8_t data[4][1000], back[1000];
+	for (int i = 0; i < 4; i++) {
+		fill_pattern(data[i], sizeof(data[i]), 40 + (uint64_t)i);
+		disk_write(d, data[i], sizeof(data[i]), offs[i]);
+	}
+	close_disk(d);
+	d = open_disk(path, VD_OPEN_RDONLY, NULL);
+	cr_assert_eq(get_info(d).virtual_size, size);
+	for (int i = 0; i < 4; i++) {
+		disk_read(d, back, sizeof(back), offs[i]);
+		cr_assert_arr_eq(back, data[i], sizeof(back), "offset %llu",
+				 (unsigned long long)offs[i]);
+	}
+	/* a neighbour of the far write that was never written */
+	disk_read(d, back, sizeof(back), (5ull << 30) + 123 - sizeof(back));
+	cr_assert(is_zero(back, sizeof(back)));
+	close_disk(d);
+}
+
+Test(api, offsets_beyond_4gib)
+{
+	far_io_case(tpath("far-fixed.vhd"), VD_TYPE_FIXED, 6ull << 30);
+	far_io_case(tpath("far-dyn.vhd"), VD_TYPE_DYNAMIC, 100ull << 30);
+}
+
+Test(api, largest_dynamic_disk)
+{
+	far_io_case(tpath("max.vhd"), VD_TYPE_DYNAMIC, VD_VHD_MAX_SIZE);
+	struct parsed_vhd p;
+	parse_dynamic(tpath("max.vhd"), VD_VHD_MAX_SIZE, VD_DEFAULT_BLOCK, &p);
+	release(p.bat);
+	cr_assert_eq(p.hdr.max_table_entries, 1044480u);
+}
+
+/* ---- engines and the writer lock --------------------------------------- */
+
+Test(api, engine_by_name)
+{
+	const char *path = tpath("eng.vhd");
+	struct vd_create_opts o = vhd_opts(VD_TYPE_DYNAMIC, MiB, 0, VD_COMPAT_HYPERV);
+	o.engine = "psync";
+	close_disk(create_disk(path, &o));
+	struct vd_open_opts oo = {.flags = VD_OPEN_RDONLY, .engine = "psync"};
+	struct vd_disk *d = NULL;
+	int rc = vd_open(path, &oo, &d);
+	hold_disk(d);
+	cr_assert_eq(rc, 0, "engine psync: %d", rc);
+	close_disk(d);
+
+	oo.engine = "no-such-engine";
+	d = NULL;
+	rc = vd_open(path, &oo, &d);
+	hold_disk(d);
+	cr_assert_lt(rc, 0, "an unknown engine must fail, not fall back silently");
+	cr_assert_not_null(d);
+	cr_assert_not_null(strstr(vd_errmsg(d), "no-such-engine"), "message: %s", vd_errmsg(d));
+	release_disk(d);
+}
+
+Test(api, second_writer_is_busy)
+{
+	const char *path = tpath("lock.vhd");
+	struct vd_create_opts o = vhd_opts(VD_TYPE_DYNAMIC, MiB, 0, VD_COMPAT_HYPERV);
+	struct vd_disk *w = create_disk(path, &o);
+	struct vd_open_opts oo = {.flags = VD_OPEN_RDWR};
+	struct vd_disk *d = NULL;
+	int rc = vd_open(path, &oo, &d);
+	hold_disk(d);
+	cr_assert_eq(rc, -EBUSY, "two writers on one image: %d", rc);
+	cr_assert(*vd_errmsg(d));
+	release_disk(d);
+	close_disk(w);
+	close_disk(open_disk(path, VD_OPEN_RDWR, NULL)); /* free again after close */
+}
