@@ -9,16 +9,6 @@
 
 #include "vdisk_int.h"
 
-/* The handle's message without the "PATH: " prefix (the caller names the file). */
-static const char *bare_message(const struct vd_disk *d)
-{
-	size_t n = strlen(d->path);
-
-	if (strncmp(d->errmsg, d->path, n) == 0 && strncmp(d->errmsg + n, ": ", 2) == 0)
-		return d->errmsg + n + 2;
-	return d->errmsg;
-}
-
 static int unreadable(int rc)
 {
 	return rc == -ENOENT || rc == -EACCES || rc == -EISDIR || rc == -EPERM || rc == -ENOMEM ||
@@ -28,7 +18,7 @@ static int unreadable(int rc)
 int vd_check_path(const char *path, enum vd_check_profile profile, vd_problem_fn fn, void *ctx,
 		  char **errmsg_out)
 {
-	struct vd_open_opts opts = {.flags = VD_OPEN_RDONLY, .format = "vhd"};
+	struct vd_open_opts opts = {.flags = VD_OPEN_RDONLY | VD_OPEN_CHECK_, .format = "vhd"};
 	struct vd_disk *d;
 	int rc, count = 0;
 
@@ -42,7 +32,7 @@ int vd_check_path(const char *path, enum vd_check_profile profile, vd_problem_fn
 		return rc;
 	}
 	if (rc < 0) {
-		struct vd_problem p = {d->err_field, d->err_offset, bare_message(d), 0};
+		struct vd_problem p = {d->err_field, d->err_offset, vd_errmsg_bare(d), 0};
 		fn(ctx, &p);
 		vd_close(d);
 		return 1;

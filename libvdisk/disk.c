@@ -51,7 +51,8 @@ static int file_open(struct vd_disk *d, int oflags, mode_t mode, const char *eng
 
 	d->file.fd = open(d->path, oflags | O_CLOEXEC, mode);
 	if (d->file.fd < 0)
-		return vd_error(d, -errno, "", UINT64_MAX, "cannot open: %s", strerror(errno));
+		return vd_error(d, -errno, "", UINT64_MAX, "cannot %s: %s",
+				(oflags & O_CREAT) ? "create" : "open", strerror(errno));
 	if (fstat(d->file.fd, &st) < 0)
 		return vd_error(d, -errno, "", UINT64_MAX, "cannot stat: %s", strerror(errno));
 	if (S_ISDIR(st.st_mode))
@@ -135,6 +136,11 @@ int vd_open(const char *path, const struct vd_open_opts *opts, struct vd_disk **
 		d->drv = NULL;
 	}
 	return rc;
+}
+
+const char *vd_version(void)
+{
+	return VD_VERSION_STRING;
 }
 
 int vd_close(struct vd_disk *d)

@@ -58,6 +58,15 @@ const char *vd_errmsg(const struct vd_disk *disk)
 	return disk->errmsg[0] ? disk->errmsg : "no error";
 }
 
+const char *vd_errmsg_bare(const struct vd_disk *d)
+{
+	size_t n = strlen(d->path);
+
+	if (strncmp(d->errmsg, d->path, n) == 0 && strncmp(d->errmsg + n, ": ", 2) == 0)
+		return d->errmsg + n + 2;
+	return d->errmsg;
+}
+
 int vd_warning_count(const struct vd_disk *disk)
 {
 	return disk ? disk->nwarnings : 0;

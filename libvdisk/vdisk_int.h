@@ -95,6 +95,9 @@ extern const struct vd_driver vd_vhd_driver;
 
 /* ---- the handle ---- */
 
+/* Internal open flag: collect per-entry problems as warnings and go on (vd_check_path). */
+#define VD_OPEN_CHECK_ 0x40000000u
+
 struct vd_note {
 	char *field;
 	uint64_t offset;
@@ -122,6 +125,8 @@ struct vd_disk {
  */
 int vd_error(struct vd_disk *disk, int rc, const char *field, uint64_t offset, const char *fmt, ...)
 	__attribute__((format(printf, 5, 6)));
+/* The handle's message without the "PATH: " prefix. */
+const char *vd_errmsg_bare(const struct vd_disk *disk);
 /* Record a warning (image usable, user should know). */
 void vd_warn(struct vd_disk *disk, const char *field, uint64_t offset, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));

@@ -22,6 +22,9 @@ extern "C" {
 #define VD_VERSION_PATCH 0
 #define VD_VERSION_STRING "0.1.0"
 
+/* The library's version at run time ("0.1.0"); VD_VERSION_STRING is the header's. */
+const char *vd_version(void);
+
 /* A disk handle: one image (and later its parent chain). Not thread-safe. */
 struct vd_disk;
 
@@ -87,7 +90,7 @@ struct vd_info {
 	uint64_t virtual_size;	  /* bytes the guest sees */
 	uint64_t current_size;	  /* VHD footer field (== virtual_size unless CHS rule) */
 	uint32_t block_size;	  /* dynamic/differencing; 0 otherwise */
-	uint64_t allocated_bytes; /* data bytes in allocated blocks (fixed: size) */
+	uint64_t allocated_bytes; /* bytes of the disk inside allocated blocks (fixed: size) */
 	uint64_t file_size;	  /* bytes of the image file */
 	uint8_t uuid[16];
 	char creator_app[5];	  /* NUL-terminated; NUL bytes in the field kept as \0 */

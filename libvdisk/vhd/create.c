@@ -3,6 +3,7 @@
  * we write (creator, geometry) and the fixed and dynamic layouts.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,8 +62,22 @@ int vd_create_size_msg(const struct vd_create_opts *o, uint64_t *size, char *why
 			 (unsigned long long)s);
 		return -EINVAL;
 	}
+	if (o->compat == VD_COMPAT_VPC && s > VD_MAX_CHS_SECTORS * VD_SECTOR) {
+		snprintf(why, whylen,
+			 "--compat vpc: Virtual PC disks hold at most 65535/16/255 "
+			 "sectors (%llu bytes)",
+			 VD_MAX_CHS_SECTORS * VD_SECTOR);
+		return -EINVAL;
+	}
 	if (o->compat == VD_COMPAT_VPC)
 		s = chs_round_down(s);
+	if (o->compat == VD_COMPAT_VPC && s == 0) {
+		snprintf(why, whylen,
+			 "--compat vpc: %llu bytes is below the smallest CHS disk "
+			 "(1/4/17, 34816 bytes)",
+			 (unsigned long long)o->size);
+		return -EINVAL;
+	}
 	if (s == 0 || s > VD_VHD_MAX_SIZE) {
 		snprintf(why, whylen, "disk size must be between 512 bytes and 2040 GiB for VHD");
 		return -EINVAL;
@@ -146,7 +161,18 @@ static int create_fixed(struct vd_disk *d, struct vd_file *file, uint64_t size)
 	uint8_t buf[VD_FOOTER_SIZE];
 	struct vd_footer f;
 
-	/* The data area is a hole: sparse, reads as zeros, and instant to create. */
+	char human[32];
+
+	/*
+	 * A fixed disk owns its space (Hyper-V preallocates): reserve it now so the
+	 * guest never meets ENOSPC later. Where the file system cannot reserve
+	 * (EOPNOTSUPP), the data area stays a hole, which still reads as zeros.
+	 */
+	if (size > 0 && fallocate(file->fd, 0, 0, (off_t)size) < 0 && errno != EOPNOTSUPP) {
+		vd_human_size(size, human, sizeof(human));
+		return vd_error(d, -errno, "", UINT64_MAX, "cannot reserve %s for a fixed disk: %s",
+				human, strerror(errno));
+	}
 	if (ftruncate(file->fd, (off_t)size) < 0)
 		return vd_error(d, -errno, "", UINT64_MAX, "cannot size the new image: %s",
 				strerror(errno));

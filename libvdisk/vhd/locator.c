@@ -61,13 +61,18 @@ static int utf16_decode(const uint8_t *p, size_t len, int big_endian, char *out,
 					: (uint32_t)(p[i + 1] << 8 | p[i]);
 		if (u == 0)
 			break;
-		if (u >= 0xD800 && u < 0xDC00 && i + 3 < len) {
-			uint32_t lo = big_endian ? (uint32_t)(p[i + 2] << 8 | p[i + 3])
-						 : (uint32_t)(p[i + 3] << 8 | p[i + 2]);
-			if (lo >= 0xDC00 && lo < 0xE000) {
-				u = 0x10000 + ((u - 0xD800) << 10) + (lo - 0xDC00);
-				i += 2;
-			}
+		if (u >= 0xDC00 && u < 0xE000)
+			return -1; /* a low surrogate without its high half */
+		if (u >= 0xD800 && u < 0xDC00) {
+			uint32_t lo = i + 3 < len
+					      ? (big_endian ? (uint32_t)(p[i + 2] << 8 | p[i + 3])
+							    : (uint32_t)(p[i + 3] << 8 | p[i + 2]))
+					      : 0;
+			/* An unpaired surrogate is not a character: no path could match it. */
+			if (lo < 0xDC00 || lo >= 0xE000)
+				return -1;
+			u = 0x10000 + ((u - 0xD800) << 10) + (lo - 0xDC00);
+			i += 2;
 		}
 		at = put_utf8(out, outlen, (size_t)at, u);
 		if (at < 0)
@@ -106,22 +111,20 @@ static int bytes_decode(const uint8_t *p, size_t len, char *out, size_t outlen)
 /* "file://localhost/dir/p.vhd" -> "/dir/p.vhd"; blktap's "file://./p.vhd" -> "./p.vhd". */
 static int macx_decode(const uint8_t *p, size_t len, char *out, size_t outlen)
 {
-	int n = bytes_decode(p, len, out, outlen);
-	const char *path = out;
+	size_t n = 0, skip = 0;
 
-	if (n < 0)
-		return -1;
-	if (strncmp(path, "file://", 7) == 0) {
-		path += 7;
-		if (*path != '/' && *path != '.') {
-			const char *slash = strchr(path, '/');
-			if (!slash)
+	while (n < len && p[n])
+		n++;
+	if (n >= 7 && memcmp(p, "file://", 7) == 0) {
+		skip = 7;
+		if (skip < n && p[skip] != '/' && p[skip] != '.') {
+			while (skip < n && p[skip] != '/')
+				skip++; /* the host part */
+			if (skip == n)
 				return -1;
-			path = slash;
 		}
 	}
-	memmove(out, path, strlen(path) + 1);
-	return (int)strlen(out);
+	return bytes_decode(p + skip, n - skip, out, outlen);
 }
 
 int vd_locator_decode_path(uint32_t code, const uint8_t *data, size_t len, char *out, size_t outlen)

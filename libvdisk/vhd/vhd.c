@@ -3,6 +3,7 @@
  * uses against the file), reads and writes them, allocates blocks crash-safely.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,7 +24,8 @@ struct vhd {
 	uint64_t footer_offset; /* where the end footer is (or goes) */
 	int end_footer_ok;
 	int dynamic;
-	int failed; /* sticky: metadata may be inconsistent after a failed write */
+	int failed;   /* sticky: metadata may be inconsistent after a failed write */
+	int checking; /* vd_check_path: report every bad entry, not only the first */
 	uint64_t virtual_size;
 	uint32_t *bat;
 	uint32_t entries;
@@ -145,7 +147,7 @@ static int read_footer(struct vhd *v)
 				"file is %llu bytes, too small to hold a VHD footer (512 bytes)",
 				(unsigned long long)v->file->size);
 	re = read_end_footer(v, end, &fe);
-	if (v->file->size >= 1024 + 512 && vd_file_pread(v->file, copy, 512, 0) == 0)
+	if (v->file->size >= 512 && vd_file_pread(v->file, copy, 512, 0) == 0)
 		r0 = vd_footer_decode(copy, &f0);
 	return choose_footer(v, re, end, &fe, r0, copy, &f0);
 }
@@ -154,6 +156,25 @@ static int read_footer(struct vhd *v)
 static uint64_t footer_field(const struct vhd *v, unsigned off)
 {
 	return (v->end_footer_ok ? v->footer_offset : 0) + off;
+}
+
+/* Oddities a reader survives but a user should hear about (VHD-FORMAT.md section 8). */
+static void footer_warnings(struct vhd *v)
+{
+	static const uint8_t null_uuid[16];
+	const struct vd_footer *f = &v->footer;
+	int max_chs = f->cylinders == 65535 && f->heads == 16 && f->sectors == 255;
+
+	if (memcmp(f->uuid, null_uuid, 16) == 0)
+		vd_warn(v->disk, "footer.uuid", footer_field(v, 68),
+			"unique ID (UUID) is all zeros; a differencing disk could not name this "
+			"parent");
+	if (!max_chs && vd_chs_bytes(f->cylinders, f->heads, f->sectors) > f->current_size)
+		vd_warn(v->disk, "footer.geometry", footer_field(v, 56),
+			"geometry %u/%u/%u (%llu bytes) is larger than the current size %llu",
+			f->cylinders, f->heads, f->sectors,
+			(unsigned long long)vd_chs_bytes(f->cylinders, f->heads, f->sectors),
+			(unsigned long long)f->current_size);
 }
 
 static int validate_footer(struct vhd *v)
@@ -183,6 +204,7 @@ static int validate_footer(struct vhd *v)
 	if (f->saved_state > 1)
 		vd_warn(d, "footer.saved_state", footer_field(v, 84),
 			"saved state is %u (not 0 or 1)", f->saved_state);
+	footer_warnings(v);
 	v->virtual_size = vd_footer_virtual_size(f);
 	return 0;
 }
@@ -310,6 +332,22 @@ static int read_bat(struct vhd *v)
 	return 0;
 }
 
+static uint32_t valid_sectors(const struct vhd *v, uint32_t blk);
+
+/*
+ * In check mode a bad BAT entry is recorded and dropped (so later reads never
+ * follow it) and the scan goes on; otherwise the open fails with the error.
+ */
+static int soft_error(struct vhd *v, int rc, uint32_t blk)
+{
+	if (!v->checking || rc == -ENOMEM)
+		return rc;
+	vd_warn(v->disk, v->disk->err_field, v->disk->err_offset, "%s", vd_errmsg_bare(v->disk));
+	if (blk != UINT32_MAX)
+		v->bat[blk] = VD_BAT_UNUSED;
+	return 0;
+}
+
 static int check_block_bounds(struct vhd *v, uint32_t i)
 {
 	uint64_t off = (uint64_t)v->bat[i] * VD_SECTOR;
@@ -317,25 +355,30 @@ static int check_block_bounds(struct vhd *v, uint32_t i)
 	uint64_t limit = v->end_footer_ok ? v->footer_offset : v->file->size;
 	uint64_t at = v->hdr.table_offset + 4ull * i;
 	const struct vd_dynhdr *h = &v->hdr;
+	char field[32];
+	int rc;
 
-	if (off > limit || limit - off < len)
-		return vd_error(
-			v->disk, -EUCLEAN, "bat", at,
-			"BAT entry %u points past end of file (block at 0x%llx + %llu bytes, "
-			"data ends at %llu) (offset 0x%llx)",
-			i, (unsigned long long)off, (unsigned long long)len,
-			(unsigned long long)limit, (unsigned long long)at);
+	snprintf(field, sizeof(field), "bat[%u]", i);
+	if (off > limit || limit - off < len) {
+		rc = vd_error(v->disk, -EUCLEAN, field, at,
+			      "BAT entry %u points past end of file (block at 0x%llx + %llu bytes, "
+			      "data ends at %llu) (offset 0x%llx)",
+			      i, (unsigned long long)off, (unsigned long long)len,
+			      (unsigned long long)limit, (unsigned long long)at);
+		return soft_error(v, rc, i);
+	}
 	if (overlaps(off, len, 0, VD_FOOTER_SIZE) ||
 	    overlaps(off, len, v->hdr_offset, VD_DYNHDR_SIZE) ||
-	    overlaps(off, len, h->table_offset, (uint64_t)v->entries * 4))
-		return vd_error(
-			v->disk, -EUCLEAN, "bat", at,
-			"BAT entry %u (block at 0x%llx) overlaps the footer copy, the header "
-			"or the BAT (offset 0x%llx)",
-			i, (unsigned long long)off, (unsigned long long)at);
+	    overlaps(off, len, h->table_offset, (uint64_t)v->entries * 4)) {
+		rc = vd_error(v->disk, -EUCLEAN, field, at,
+			      "BAT entry %u (block at 0x%llx) overlaps the footer copy, the header "
+			      "or the BAT (offset 0x%llx)",
+			      i, (unsigned long long)off, (unsigned long long)at);
+		return soft_error(v, rc, i);
+	}
 	if (off + len > v->data_end)
 		v->data_end = off + len;
-	v->allocated += v->block_size;
+	v->allocated += (uint64_t)valid_sectors(v, i) * VD_SECTOR;
 	return 0;
 }
 
@@ -365,11 +408,15 @@ static int check_block_overlaps(struct vhd *v)
 		uint32_t pi = (uint32_t)key[k - 1], ci = (uint32_t)key[k];
 
 		if (prev + len > cur)
-			rc = vd_error(v->disk, -EUCLEAN, "bat", v->hdr.table_offset + 4ull * ci,
-				      "BAT entries %u and %u overlap (blocks at 0x%llx and 0x%llx) "
-				      "(offset 0x%llx)",
-				      pi, ci, (unsigned long long)prev, (unsigned long long)cur,
-				      (unsigned long long)(v->hdr.table_offset + 4ull * ci));
+			rc = soft_error(
+				v,
+				vd_error(v->disk, -EUCLEAN, "bat", v->hdr.table_offset + 4ull * ci,
+					 "BAT entries %u and %u overlap (blocks at 0x%llx and "
+					 "0x%llx) "
+					 "(offset 0x%llx)",
+					 pi, ci, (unsigned long long)prev, (unsigned long long)cur,
+					 (unsigned long long)(v->hdr.table_offset + 4ull * ci)),
+				UINT32_MAX);
 	}
 	free(key);
 	return rc;
@@ -446,9 +493,9 @@ static int vhd_open(struct vd_disk *disk, void *state, struct vd_file *file, uns
 	struct vhd *v = state;
 	int rc;
 
-	(void)flags;
 	v->disk = disk;
 	v->file = file;
+	v->checking = !!(flags & VD_OPEN_CHECK_);
 	rc = read_footer(v);
 	if (rc == 0)
 		rc = validate_footer(v);
@@ -479,7 +526,8 @@ static int vhd_info(void *state, struct vd_info *info)
 	info->geometry.cylinders = f->cylinders;
 	info->geometry.heads = f->heads;
 	info->geometry.sectors = f->sectors;
-	info->size_from_chs = v->virtual_size != f->current_size;
+	info->size_from_chs = vd_footer_uses_chs(f) &&
+			      vd_chs_bytes(f->cylinders, f->heads, f->sectors) <= f->current_size;
 	return 0;
 }
 
@@ -686,7 +734,7 @@ static int allocate_block(struct vhd *v, uint32_t blk, uint32_t boff, const uint
 	if (rc < 0)
 		return rc;
 	v->bitmaps[blk] = BITMAP_FULL;
-	v->allocated += v->block_size;
+	v->allocated += (uint64_t)valid * VD_SECTOR;
 	return 0;
 }
 
