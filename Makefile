@@ -42,28 +42,34 @@ deps:
 
 $(B)/%.o: %.c $(HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(JSON_CFLAGS) -c $< -o $@
+	@echo "  CC      $@"
+	@$(CC) $(CPPFLAGS) $(CFLAGS) $(JSON_CFLAGS) -c $< -o $@
 
 $(B)/libvdisk.a: $(LIB_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	@echo "  AR      $@"
+	@ar rcs $@ $^
 
 $(B)/libvdisk.so.$(SOVER): $(LIB_OBJ) libvdisk/libvdisk.map
-	$(CC) -shared -Wl,-soname,libvdisk.so.$(SOVER) -Wl,--version-script=libvdisk/libvdisk.map \
+	@echo "  LD      $@"
+	@$(CC) -shared -Wl,-soname,libvdisk.so.$(SOVER) -Wl,--version-script=libvdisk/libvdisk.map \
 		-Wl,--no-undefined $(LDFLAGS) -o $@ $(LIB_OBJ)
-	ln -sf libvdisk.so.$(SOVER) $(B)/libvdisk.so
+	@ln -sf libvdisk.so.$(SOVER) $(B)/libvdisk.so
 
 # The tool links the static library so it runs from the build tree unchanged.
 $(B)/vhdtool: $(TOOL_OBJ) $(B)/libvdisk.a
-	$(CC) $(LDFLAGS) -o $@ $(TOOL_OBJ) $(B)/libvdisk.a $(JSON_LIBS) -lm
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS) -o $@ $(TOOL_OBJ) $(B)/libvdisk.a $(JSON_LIBS) -lm
 
+# The copy under build/ is for inspection; install writes one for its own PREFIX.
 $(B)/libvdisk.pc: libvdisk.pc.in
-	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCDIR@|$(INCDIR)|; s|@VERSION@|$(VERSION)|' $< > $@
+	@sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCDIR@|$(INCDIR)|; s|@VERSION@|$(VERSION)|' $< > $@
 
 # Unit tests link the static library, so internal codecs are reachable.
 $(B)/tests/unit/%: tests/unit/%.c $(B)/libvdisk.a $(HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(B)/libvdisk.a $(CRIT_LIBS) $(LDFLAGS)
+	@echo "  CC      $@"
+	@$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(B)/libvdisk.a $(CRIT_LIBS) $(LDFLAGS)
 
 unit: $(UNIT_BIN)
 
@@ -93,7 +99,8 @@ install: all
 	install -m 755 $(B)/libvdisk.so.$(SOVER) $(DESTDIR)$(LIBDIR)/
 	ln -sf libvdisk.so.$(SOVER) $(DESTDIR)$(LIBDIR)/libvdisk.so
 	install -m 644 include/vdisk/vdisk.h $(DESTDIR)$(INCDIR)/vdisk/
-	install -m 644 $(B)/libvdisk.pc $(DESTDIR)$(PKGDIR)/
+	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCDIR@|$(INCDIR)|; s|@VERSION@|$(VERSION)|' \
+		libvdisk.pc.in > $(DESTDIR)$(PKGDIR)/libvdisk.pc
 	install -m 755 $(B)/vhdtool $(DESTDIR)$(BINDIR)/
 	install -m 644 man/vhdtool.1 $(DESTDIR)$(MANDIR)/man1/
 
