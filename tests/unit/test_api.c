@@ -1401,7 +1401,7 @@ static void far_io_case(const char *path, enum vd_disk_type type, uint64_t size)
 {
 	struct vd_create_opts o = vhd_opts(type, size, 0, VD_COMPAT_HYPERV);
 	struct vd_disk *d = create_disk(path, &o);
-	const uint64_t far = (4ull << 30) + 123; /* past 4 GiB: file offsets too (fixed) */
+	const uint64_t far = (4ull << 30) + 8192 + 123; /* past 4 GiB: file offsets too (fixed) */
 	const uint64_t offs[] = {size - 1000, far, (4ull << 30) - 300, 7};
 	uint8_t data[4][1000], back[1000];
 	for (int i = 0; i < 4; i++) {
