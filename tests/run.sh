@@ -5,7 +5,14 @@
 # suites under tests/images and tests/cli run against both vhdtool builds too.
 cd "$(dirname "$0")/.." || exit 2
 TOP=$PWD
-export FIXTURES=${FIXTURES:-$(cd "$TOP/../shared/fixtures/vhd" 2>/dev/null && pwd)}
+# The shared sample disks are read in place (some are copyleft: never copied here).
+# They sit beside the checkout; a clone elsewhere finds them at the workspace path.
+if [ -z "${FIXTURES:-}" ]; then
+	for dir in "$TOP/../shared/fixtures/vhd" /work/shared/fixtures/vhd; do
+		if [ -f "$dir/MANIFEST.tsv" ]; then FIXTURES=$(cd "$dir" && pwd); break; fi
+	done
+fi
+export FIXTURES=${FIXTURES:-}
 RESULTS=$(mktemp /tmp/vdisk-results.XXXXXX)
 export RESULTS
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
