@@ -673,10 +673,14 @@ static int write_bat_entry(struct vhd *v, uint32_t blk, uint32_t sector)
 	return 0;
 }
 
-/* Data starts on a 4 KiB boundary (or the block size if smaller), as blktap does. */
+/*
+ * Data starts on a 4 KiB boundary, as blktap and Windows do (O_DIRECT and 4Kn
+ * drives want it), for blocks of 512 KiB and up; for smaller blocks the gap
+ * (up to 3.5 KiB a block) would cost more than it saves, so 512 bytes.
+ */
 static uint64_t place_block(const struct vhd *v)
 {
-	uint64_t start = v->data_end, align = v->block_size < 4096 ? v->block_size : 4096;
+	uint64_t start = v->data_end, align = v->block_size >= (512u << 10) ? 4096 : VD_SECTOR;
 
 	if (v->end_footer_ok && v->footer_offset > start)
 		start = v->footer_offset; /* never write over unknown bytes before the footer */
