@@ -155,6 +155,48 @@ int vd_create_size(const struct vd_create_opts *opts, uint64_t *size);
  */
 int vd_fixed_footer(const struct vd_create_opts *opts, uint8_t footer[512]);
 
+/*
+ * Re-link CHILD (a differencing disk) to PARENT, e.g. after the parent moved or
+ * was copied: PARENT's UUID must equal the one CHILD records. Writes the parent
+ * name, the time stamp and W2ru (relative), W2ku (absolute) and MacX locators.
+ * Returns 0 or -errno with a message in *errmsg_out (free with vd_free_string).
+ */
+int vd_set_parent(const char *child, const char *parent, char **errmsg_out);
+
+/*
+ * Checkpoints (Hyper-V's semantics) of a base disk DISK, recorded in the
+ * manifest DISK.checkpoints beside it (replaced atomically). The active state is
+ * a differencing disk (AVHD) that takes every write; each checkpoint is a frozen
+ * image whose chain holds that checkpoint's state.
+ *  create: the current state becomes checkpoint NAME; a new AVHD becomes active.
+ *  apply:  discard the active AVHD's changes; a new AVHD on NAME's state is active.
+ *  delete: NAME leaves the tree; every other state stays byte-identical; data
+ *          no longer needed separately is merged and unreferenced files removed.
+ * Names are 1-255 bytes without control characters, unique in the tree. All
+ * return 0 or -errno with a message in *errmsg_out (free with vd_free_string).
+ */
+int vd_checkpoint_create(const char *disk, const char *name, char **errmsg_out);
+int vd_checkpoint_apply(const char *disk, const char *name, char **errmsg_out);
+int vd_checkpoint_delete(const char *disk, const char *name, char **errmsg_out);
+
+struct vd_checkpoint {
+	const char *name;
+	const char *parent; /* the checkpoint this one was taken after, or NULL */
+	const char *image;  /* the file holding its newest data (absolute path) */
+};
+
+struct vd_checkpoint_tree {
+	const char *disk;    /* the base disk (absolute path) */
+	const char *active;  /* the image that takes writes now (absolute path) */
+	const char *current; /* the checkpoint the active state descends from, or NULL */
+	int count;
+	struct vd_checkpoint *checkpoints; /* in creation order */
+};
+
+/* A disk without checkpoints gives count 0 and active == disk. */
+int vd_checkpoint_list(const char *disk, struct vd_checkpoint_tree **tree, char **errmsg_out);
+void vd_checkpoint_tree_free(struct vd_checkpoint_tree *tree);
+
 /* A structural problem found by vd_check. */
 struct vd_problem {
 	const char *field;   /* "footer.checksum", "bat[17]", ... */
