@@ -100,21 +100,37 @@ static int attach_driver(struct vd_disk *d, const struct vd_driver *drv)
 	return 0;
 }
 
-int vd_open(const char *path, const struct vd_open_opts *opts, struct vd_disk **diskp)
+/* Opens PATH, or for a base with checkpoints the state OPTS asks for. */
+static int open_image(const char *path, const struct vd_open_opts *opts, struct vd_disk *child,
+		      struct vd_disk **diskp)
 {
 	struct vd_open_opts none = {0};
+	unsigned flags = (opts ? opts : &none)->flags;
 	const struct vd_driver *drv;
 	struct vd_disk *d;
+	char *image = NULL;
 	int rc;
 
 	if (!opts)
 		opts = &none;
-	*diskp = d = disk_new(path, opts->flags);
+	*diskp = d = disk_new(path, flags);
 	if (!d)
 		return -ENOMEM;
 	if (!path || !*path)
 		return vd_error(d, -EINVAL, "", UINT64_MAX, "no image path given");
-	rc = file_open(d, (opts->flags & VD_OPEN_RDWR) ? O_RDWR : O_RDONLY, 0, opts->engine);
+	d->child = child;
+	d->depth = child ? child->depth + 1 : 0;
+	if (!child && !(flags & VD_OPEN_IMAGE_ONLY)) {
+		rc = vd_ckpt_resolve(d, opts->checkpoint, &flags, &image);
+		if (rc < 0)
+			return rc;
+		if (image) {
+			free(d->path);
+			d->path = image;
+			d->flags = flags;
+		}
+	}
+	rc = file_open(d, (flags & VD_OPEN_RDWR) ? O_RDWR : O_RDONLY, 0, opts->engine);
 	if (rc < 0)
 		return rc;
 	if (opts->format) {
@@ -128,14 +144,30 @@ int vd_open(const char *path, const struct vd_open_opts *opts, struct vd_disk **
 	rc = attach_driver(d, drv);
 	if (rc < 0)
 		return rc;
-	rc = drv->open(d, d->state, &d->file, opts->flags);
+	rc = drv->open(d, d->state, &d->file, flags);
+	if (rc == 0)
+		rc = vd_chain_open_parent(d, flags);
+	if (rc == 0 && (flags & VD_OPEN_RDWR) && !(flags & VD_OPEN_FORCE))
+		rc = vd_chain_check_dependents(d);
 	if (rc < 0) {
+		vd_chain_close(d);
 		drv->close(d->state);
 		free(d->state);
 		d->state = NULL;
 		d->drv = NULL;
 	}
 	return rc;
+}
+
+int vd_open(const char *path, const struct vd_open_opts *opts, struct vd_disk **diskp)
+{
+	return open_image(path, opts, NULL, diskp);
+}
+
+int vd_open_child_parent(const char *path, const struct vd_open_opts *opts, struct vd_disk *child,
+			 struct vd_disk **diskp)
+{
+	return open_image(path, opts, child, diskp);
 }
 
 const char *vd_version(void)
@@ -151,6 +183,7 @@ int vd_close(struct vd_disk *d)
 		return 0;
 	if (d->drv && (d->flags & VD_OPEN_RDWR))
 		rc = vd_flush(d);
+	vd_chain_close(d);
 	if (d->drv)
 		d->drv->close(d->state);
 	free(d->state);
@@ -180,12 +213,40 @@ static int check_range(struct vd_disk *d, size_t len, uint64_t offset, const cha
 	return 0;
 }
 
+/* Through a chain: each layer's map says whether it holds a run or its parent does. */
+static int chain_pread(struct vd_disk *d, uint8_t *buf, size_t len, uint64_t off)
+{
+	while (len) {
+		uint64_t run;
+		int kind = d->drv->map(d->state, off, len, &run), rc;
+
+		if (kind < 0)
+			return kind;
+		if (run == 0 || run > len)
+			run = len;
+		if (kind == VD_EXTENT_ALLOCATED)
+			rc = d->drv->pread(d->state, buf, (size_t)run, off);
+		else if (kind == VD_EXTENT_ZERO)
+			rc = (memset(buf, 0, (size_t)run), 0);
+		else
+			rc = vd_backing_pread(d, buf, (size_t)run, off);
+		if (rc < 0)
+			return rc;
+		buf += run;
+		off += run;
+		len -= (size_t)run;
+	}
+	return 0;
+}
+
 int vd_pread(struct vd_disk *d, void *buf, size_t len, uint64_t offset)
 {
 	int rc = check_range(d, len, offset, "read");
 
 	if (rc < 0 || len == 0)
 		return rc;
+	if (d->parent)
+		return chain_pread(d, buf, len, offset);
 	return d->drv->pread(d->state, buf, len, offset);
 }
 
@@ -211,6 +272,24 @@ int vd_flush(struct vd_disk *d)
 	return d->drv->flush(d->state);
 }
 
+static int build_chain(struct vd_disk *d)
+{
+	int n = 0;
+
+	for (struct vd_disk *p = d; p; p = p->parent)
+		n++;
+	d->chain = calloc((size_t)n, sizeof(char *));
+	if (!d->chain)
+		return -ENOMEM;
+	for (struct vd_disk *p = d; p; p = p->parent) {
+		d->chain[d->chain_length] = strdup(p->path);
+		if (!d->chain[d->chain_length])
+			return -ENOMEM;
+		d->chain_length++;
+	}
+	return 0;
+}
+
 int vd_get_info(struct vd_disk *d, struct vd_info *info)
 {
 	if (!d->drv)
@@ -218,6 +297,12 @@ int vd_get_info(struct vd_disk *d, struct vd_info *info)
 	memset(info, 0, sizeof(*info));
 	info->path = d->path;
 	info->file_size = d->file.size;
+	info->parent = d->parent ? d->parent->path : NULL;
+	info->parent_name = d->parent_name;
+	if (!d->chain && build_chain(d) < 0)
+		return vd_error(d, -ENOMEM, "", UINT64_MAX, "out of memory");
+	info->chain = (const char *const *)d->chain;
+	info->chain_length = d->chain_length;
 	return d->drv->info(d->state, info);
 }
 
@@ -233,18 +318,90 @@ int vd_map(struct vd_disk *d, uint64_t offset, uint64_t len, uint64_t *run_len)
 				(unsigned long long)offset);
 	if (len > d->virtual_size - offset)
 		len = d->virtual_size - offset;
-	rc = d->drv->map(d->state, offset, len, run_len);
+	rc = d->parent ? vd_chain_map(d, offset, len, run_len)
+		       : d->drv->map(d->state, offset, len, run_len);
 	if (rc > 0 && (*run_len == 0 || *run_len > len))
 		*run_len = len; /* a driver must never stall the caller's walk */
 	return rc;
 }
 
+/* Size, block size and parent link of a differencing disk on O->parent. */
+static int child_layout(struct vd_disk *d, struct vd_create_opts *o, struct vd_parent_link *link,
+			char *abs, char *rel, size_t len)
+{
+	struct vd_open_opts po = {.flags = VD_OPEN_RDONLY | VD_OPEN_IMAGE_ONLY};
+	struct vd_disk *p;
+	struct vd_info pi;
+	int rc;
+
+	if (!o->parent || !*o->parent)
+		return vd_error(d, -EINVAL, "", UINT64_MAX, "a differencing disk needs a parent");
+	rc = vd_open(o->parent, &po, &p);
+	if (rc < 0) {
+		vd_error(d, rc, "", UINT64_MAX, "parent: %s", vd_errmsg(p));
+		vd_close(p);
+		return rc;
+	}
+	vd_get_info(p, &pi);
+	o->size = pi.virtual_size;
+	if (!o->block_size)
+		o->block_size = pi.block_size ? pi.block_size : (2u << 20);
+	memcpy(link->uuid, pi.uuid, 16);
+	vd_close(p);
+	if (strcmp(pi.format, "vhd") != 0)
+		return vd_error(d, -EINVAL, "", UINT64_MAX,
+				"parent %s is a raw image; a VHD child needs a VHD parent "
+				"(vhdtool convert it first)",
+				o->parent);
+	rc = vd_parent_link_for(d->path, o->parent, link, abs, rel, len);
+	if (rc < 0)
+		return vd_error(d, rc, "", UINT64_MAX, "cannot resolve the parent path %s: %s",
+				o->parent, strerror(-rc));
+	return 0;
+}
+
+/* Lay the new image out in D's (empty, exclusive) file. */
+static int lay_out(struct vd_disk *d, const struct vd_driver *drv, struct vd_create_opts *o)
+{
+	char abs[VD_PATH_MAX], rel[VD_PATH_MAX], why[200];
+	struct vd_parent_link link = {{0}, 0, NULL, NULL, NULL};
+	int diff = o->type == VD_TYPE_DIFFERENCING;
+	uint64_t size;
+	int rc;
+
+	if (diff && (rc = child_layout(d, o, &link, abs, rel, sizeof(rel))) < 0)
+		return rc;
+	rc = vd_create_size_msg(o, &size, why, sizeof(why));
+	if (rc < 0)
+		return vd_error(d, rc, "", UINT64_MAX, "%s", why);
+	o->size = size;
+	rc = file_open(d, O_RDWR | O_CREAT | O_EXCL, 0644, o->engine);
+	if (rc == -EEXIST)
+		return vd_error(d, rc, "", UINT64_MAX,
+				"file exists; remove it or choose another name");
+	if (rc < 0)
+		return rc;
+	if (diff && !drv->create_child)
+		return vd_error(d, -EOPNOTSUPP, "", UINT64_MAX,
+				"format %s has no differencing disks", drv->name);
+	rc = diff ? drv->create_child(d, &d->file, o->size, o->block_size, &link)
+		  : drv->create(d, &d->file, o);
+	if (rc == 0)
+		rc = vd_file_sync(&d->file);
+	if (rc < 0) {
+		unlink(d->path); /* a half-made image is worse than none */
+		if (!d->errmsg[0])
+			vd_error(d, rc, "", UINT64_MAX, "cannot create: %s", vd_strerror(rc));
+	}
+	return rc;
+}
+
 int vd_create(const char *path, const struct vd_create_opts *opts, struct vd_disk **diskp)
 {
+	struct vd_open_opts oo = {.flags = VD_OPEN_RDWR | VD_OPEN_IMAGE_ONLY};
 	struct vd_create_opts o = *opts;
 	const struct vd_driver *drv;
 	struct vd_disk *d;
-	uint64_t size;
 	int rc;
 
 	*diskp = d = disk_new(path, VD_OPEN_RDWR);
@@ -254,29 +411,12 @@ int vd_create(const char *path, const struct vd_create_opts *opts, struct vd_dis
 	if (!drv || !drv->create)
 		return vd_error(d, -EINVAL, "", UINT64_MAX, "cannot create images of format '%s'",
 				o.format);
-	char why[200];
-
-	rc = vd_create_size_msg(&o, &size, why, sizeof(why));
-	if (rc < 0)
-		return vd_error(d, rc, "", UINT64_MAX, "%s", why);
-	o.size = size;
-	rc = file_open(d, O_RDWR | O_CREAT | O_EXCL, 0644, o.engine);
-	if (rc == -EEXIST)
-		return vd_error(d, rc, "", UINT64_MAX,
-				"file exists; remove it or choose another name");
+	rc = lay_out(d, drv, &o);
 	if (rc < 0)
 		return rc;
-	rc = drv->create(d, &d->file, &o);
-	if (rc == 0)
-		rc = vd_file_sync(&d->file);
-	if (rc < 0) {
-		unlink(path); /* a half-made image is worse than none */
-		if (!d->errmsg[0])
-			vd_error(d, rc, "", UINT64_MAX, "cannot create: %s", vd_strerror(rc));
-		return rc;
-	}
-	rc = attach_driver(d, drv);
-	if (rc == 0)
-		rc = drv->open(d, d->state, &d->file, VD_OPEN_RDWR);
-	return rc;
+	/* Open it as any image (chain and all), keeping the creator's engine. */
+	oo.format = drv->name;
+	oo.engine = o.engine;
+	vd_close(d);
+	return vd_open(path, &oo, diskp);
 }

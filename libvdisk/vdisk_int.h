@@ -64,6 +64,30 @@ int vd_file_sync(struct vd_file *f);
 /* Data or hole runs of a file region (SEEK_DATA/SEEK_HOLE): a VD_EXTENT_* kind. */
 int vd_file_map_holes(struct vd_file *f, uint64_t offset, uint64_t len, uint64_t *run_len);
 
+/* ---- parent links, as a differencing disk records them ---- */
+
+#define VD_PATH_MAX 4096
+
+struct vd_parent_ref {
+	uint8_t uuid[16];
+	uint32_t timestamp;
+	char name[VD_PATH_MAX]; /* parent name, UTF-8 ("" if none) */
+	int nloc;
+	struct {
+		uint32_t code; /* VD_LOC_* of vhd_int.h */
+		char path[VD_PATH_MAX];
+	} loc[8];
+};
+
+/* What a new or re-linked child records of its parent. */
+struct vd_parent_link {
+	uint8_t uuid[16];
+	uint32_t timestamp;
+	const char *abs_path; /* absolute, for W2ku and MacX */
+	const char *rel_path; /* relative to the child's directory, for W2ru */
+	const char *name;     /* the parent name field */
+};
+
 /* ---- format drivers: a table of functions (SQLite's io_methods, QEMU's BlockDriver) ---- */
 
 struct vd_disk;
@@ -86,6 +110,13 @@ struct vd_driver {
 	/* Lay out a new image in FILE (empty, opened read-write). */
 	int (*create)(struct vd_disk *disk, struct vd_file *file,
 		      const struct vd_create_opts *opts);
+	/* A differencing disk's record of its parent: 1 (filled), 0 (no parent), -errno. */
+	int (*get_parent)(void *state, struct vd_parent_ref *ref);
+	/* Rewrite that record (parent UUID included); the image is open read-write. */
+	int (*set_parent)(void *state, const struct vd_parent_link *link);
+	/* Lay out a differencing disk of SIZE on the parent LINK. */
+	int (*create_child)(struct vd_disk *disk, struct vd_file *file, uint64_t size,
+			    uint32_t block_size, const struct vd_parent_link *link);
 	/* Extra structural checks beyond what open verifies (may be NULL). */
 	void (*check)(void *state, enum vd_check_profile profile, struct vd_disk *disk);
 };
@@ -106,6 +137,14 @@ struct vd_note {
 
 struct vd_disk {
 	char *path;
+	struct vd_disk *parent; /* opened read-only by the core (avhd/chain.c) */
+	struct vd_disk *child;	/* the image that opened this one as its parent */
+	dev_t dev;		/* identity of the file, to detect loops */
+	ino_t ino;
+	int depth;    /* 0 for the image opened by the caller */
+	char **chain; /* paths, leaf first, for vd_info */
+	int chain_length;
+	char *parent_name; /* for vd_info */
 	unsigned flags;
 	const struct vd_driver *drv;
 	void *state;
@@ -130,6 +169,31 @@ const char *vd_errmsg_bare(const struct vd_disk *disk);
 /* Record a warning (image usable, user should know). */
 void vd_warn(struct vd_disk *disk, const char *field, uint64_t offset, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
+
+/*
+ * The bytes a differencing disk does not hold, from its parent: zeros past the
+ * parent's end; -ENOENT when the parent was not opened (VD_OPEN_NO_PARENT).
+ */
+int vd_backing_pread(struct vd_disk *disk, void *buf, size_t len, uint64_t offset);
+
+/* vd_open for the parent of CHILD (depth, loop detection, shared lock). */
+int vd_open_child_parent(const char *path, const struct vd_open_opts *opts, struct vd_disk *child,
+			 struct vd_disk **diskp);
+/* Fill a link to PARENT_PATH as CHILD_PATH should record it (abs/rel buffers of LEN). */
+int vd_parent_link_for(const char *child_path, const char *parent_path, struct vd_parent_link *link,
+		       char *abs, char *rel, size_t len);
+/* set-parent; CHECK_UUID 0 re-points a child at a new parent (checkpoint merges). */
+int vd_relink(const char *child, const char *parent, int check_uuid, char **errmsg);
+
+/* Chains (avhd/chain.c): open the parent of a just-opened differencing disk. */
+int vd_chain_open_parent(struct vd_disk *disk, unsigned flags);
+void vd_chain_close(struct vd_disk *disk);
+/* Refuse writing an image that a child or a checkpoint depends on (-EBUSY). */
+int vd_chain_check_dependents(struct vd_disk *disk);
+/* A chain-wide map: ALLOCATED where any layer holds data. */
+int vd_chain_map(struct vd_disk *disk, uint64_t offset, uint64_t len, uint64_t *run_len);
+/* Checkpoints (avhd/ckpt.c): the image vd_open should open for PATH, malloc'd. */
+int vd_ckpt_resolve(struct vd_disk *disk, const char *checkpoint, unsigned *flags, char **image);
 
 /* vd_create_size, with the reason a request is impossible in WHY. */
 int vd_create_size_msg(const struct vd_create_opts *o, uint64_t *size, char *why, size_t whylen);

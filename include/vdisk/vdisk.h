@@ -33,10 +33,33 @@ struct vd_disk;
 #define VD_OPEN_RDWR 0x1u
 #define VD_OPEN_DIRECT 0x2u /* O_DIRECT on the image files (reserved) */
 
+/*
+ * Write to an image that other images depend on (the parent of a differencing
+ * disk or of a checkpoint). Every dependent image then reads changed data: only
+ * for experts who know that no child exists any more.
+ */
+#define VD_OPEN_FORCE 0x4u
+/* Open exactly PATH, even when it is a base with checkpoints (not its active state). */
+#define VD_OPEN_IMAGE_ONLY 0x8u
+/*
+ * Open a differencing disk without its parent (to inspect or relink it): info
+ * and map work, reads and writes that need the parent fail with -ENOENT.
+ */
+#define VD_OPEN_NO_PARENT 0x10u
+
+/* Parent chains are followed up to this many levels above the image opened. */
+#define VD_MAX_CHAIN_DEPTH 256
+
 struct vd_open_opts {
 	unsigned flags;	    /* VD_OPEN_* */
 	const char *format; /* "vhd", "raw" or NULL to probe */
 	const char *engine; /* I/O engine name ("psync"); NULL: $VDISK_ENGINE or psync */
+	/*
+	 * When PATH is a base disk with checkpoints: NULL opens the active state (the
+	 * image that takes writes now); a NAME opens that checkpoint's state, which
+	 * is read-only. Ignored with VD_OPEN_IMAGE_ONLY.
+	 */
+	const char *checkpoint;
 };
 
 /*
@@ -100,7 +123,14 @@ struct vd_info {
 	struct vd_geometry geometry;
 	int size_from_chs;  /* 1 when virtual_size comes from the CHS geometry */
 	const char *parent; /* resolved parent path, or NULL */
-	const char *path;   /* the path the image was opened with */
+	const char *path;   /* the image actually opened (the active one for a base) */
+	/* Differencing disks: what the child records of its parent. */
+	uint8_t parent_uuid[16];
+	uint32_t parent_timestamp; /* VHD epoch; 0 when the writer left it empty */
+	const char *parent_name;   /* UTF-8, as stored (may be a Windows path) */
+	/* The chain, leaf first: chain[0] is this image, chain[chain_length-1] the base. */
+	int chain_length;
+	const char *const *chain;
 };
 
 int vd_get_info(struct vd_disk *disk, struct vd_info *info);
@@ -126,7 +156,8 @@ enum vd_compat {
 
 struct vd_create_opts {
 	const char *format;	/* "vhd" (default) or "raw" */
-	enum vd_disk_type type; /* VD_TYPE_FIXED or VD_TYPE_DYNAMIC (default dynamic) */
+	enum vd_disk_type type; /* VD_TYPE_FIXED, _DYNAMIC (default) or _DIFFERENCING */
+	const char *parent;	/* VD_TYPE_DIFFERENCING: the parent image (size comes from it) */
 	uint64_t size;		/* virtual size in bytes (multiple of 512 after compat) */
 	uint32_t block_size;	/* dynamic: power of two, 512 B .. 256 MiB; 0 = 2 MiB */
 	enum vd_compat compat;

@@ -151,3 +151,69 @@ int vd_parent_name_decode(const uint8_t name[512], char *out, size_t outlen)
 {
 	return utf16_decode(name, 512, 1, out, outlen);
 }
+
+/* One code point from UTF-8 at *S; returns it and advances, or -1 on bad input. */
+static int32_t utf8_next(const unsigned char **sp)
+{
+	const unsigned char *s = *sp;
+	uint32_t cp;
+	int extra;
+
+	if (s[0] < 0x80) {
+		cp = s[0];
+		extra = 0;
+	} else if ((s[0] & 0xE0) == 0xC0) {
+		cp = s[0] & 0x1F;
+		extra = 1;
+	} else if ((s[0] & 0xF0) == 0xE0) {
+		cp = s[0] & 0x0F;
+		extra = 2;
+	} else if ((s[0] & 0xF8) == 0xF0) {
+		cp = s[0] & 0x07;
+		extra = 3;
+	} else {
+		return -1;
+	}
+	for (int i = 1; i <= extra; i++) {
+		if ((s[i] & 0xC0) != 0x80)
+			return -1;
+		cp = cp << 6 | (s[i] & 0x3F);
+	}
+	if (cp > 0x10FFFF || (cp >= 0xD800 && cp < 0xE000))
+		return -1;
+	*sp = s + 1 + extra;
+	return (int32_t)cp;
+}
+
+static void put_unit(uint8_t *p, uint32_t u, int big_endian)
+{
+	p[big_endian ? 0 : 1] = (uint8_t)(u >> 8);
+	p[big_endian ? 1 : 0] = (uint8_t)u;
+}
+
+int vd_utf8_to_utf16(const char *str, uint8_t *out, size_t outlen, int big_endian)
+{
+	const unsigned char *s = (const unsigned char *)str;
+	size_t at = 0;
+
+	while (*s) {
+		int32_t cp = utf8_next(&s);
+
+		if (cp < 0)
+			return -1;
+		if (cp >= 0x10000) {
+			if (at + 4 > outlen)
+				return -1;
+			put_unit(out + at, 0xD800 + (((uint32_t)cp - 0x10000) >> 10), big_endian);
+			put_unit(out + at + 2, 0xDC00 + (((uint32_t)cp - 0x10000) & 0x3FF),
+				 big_endian);
+			at += 4;
+		} else {
+			if (at + 2 > outlen)
+				return -1;
+			put_unit(out + at, (uint32_t)cp, big_endian);
+			at += 2;
+		}
+	}
+	return (int)at;
+}

@@ -1,41 +1,14 @@
 /*
- * The VHD format driver: opens fixed and dynamic disks (validating every field it
- * uses against the file), reads and writes them, allocates blocks crash-safely.
+ * The VHD format driver: opens fixed, dynamic and differencing disks, validating
+ * every field it uses against the file; info, map and the structural checks.
+ * Reading and writing live in vhd_io.c, parent links in parent.c.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "vdisk_int.h"
-#include "vhd/vhd_int.h"
-
-#define ALIGN_UP(v, a) (((v) + (a)-1) / (a) * (a))
-
-static uint8_t bitmap_full_marker;
-#define BITMAP_FULL (&bitmap_full_marker) /* every valid sector of the block present */
-
-struct vhd {
-	struct vd_disk *disk;
-	struct vd_file *file;
-	struct vd_footer footer;
-	struct vd_dynhdr hdr;
-	uint64_t hdr_offset;
-	uint64_t footer_offset; /* where the end footer is (or goes) */
-	int end_footer_ok;
-	int dynamic;
-	int failed;   /* sticky: metadata may be inconsistent after a failed write */
-	int checking; /* vd_check_path: report every bad entry, not only the first */
-	uint64_t virtual_size;
-	uint32_t *bat;
-	uint32_t entries;
-	uint32_t block_size;
-	uint32_t spb; /* sectors per block */
-	uint32_t bitmap_bytes;
-	uint8_t **bitmaps; /* per block: NULL (not loaded), BITMAP_FULL or a copy */
-	uint64_t data_end; /* end of the last metadata structure or block */
-	uint64_t allocated;
-};
+#include "vhd/vhd_drv.h"
 
 static int has_cookie(const uint8_t *p, size_t len)
 {
@@ -153,7 +126,7 @@ static int read_footer(struct vhd *v)
 }
 
 /* Offsets in messages are absolute: the footer fields of the copy in use. */
-static uint64_t footer_field(const struct vhd *v, unsigned off)
+uint64_t vd_vhd_footer_field(const struct vhd *v, unsigned off)
 {
 	return (v->end_footer_ok ? v->footer_offset : 0) + off;
 }
@@ -166,11 +139,11 @@ static void footer_warnings(struct vhd *v)
 	int max_chs = f->cylinders == 65535 && f->heads == 16 && f->sectors == 255;
 
 	if (memcmp(f->uuid, null_uuid, 16) == 0)
-		vd_warn(v->disk, "footer.uuid", footer_field(v, 68),
+		vd_warn(v->disk, "footer.uuid", vd_vhd_footer_field(v, 68),
 			"unique ID (UUID) is all zeros; a differencing disk could not name this "
 			"parent");
 	if (!max_chs && vd_chs_bytes(f->cylinders, f->heads, f->sectors) > f->current_size)
-		vd_warn(v->disk, "footer.geometry", footer_field(v, 56),
+		vd_warn(v->disk, "footer.geometry", vd_vhd_footer_field(v, 56),
 			"geometry %u/%u/%u (%llu bytes) is larger than the current size %llu",
 			f->cylinders, f->heads, f->sectors,
 			(unsigned long long)vd_chs_bytes(f->cylinders, f->heads, f->sectors),
@@ -183,26 +156,24 @@ static int validate_footer(struct vhd *v)
 	struct vd_disk *d = v->disk;
 
 	if (f->version >> 16 != 1)
-		return vd_error(d, -EOPNOTSUPP, "footer.version", footer_field(v, 12),
+		return vd_error(d, -EOPNOTSUPP, "footer.version", vd_vhd_footer_field(v, 12),
 				"unsupported VHD version %u.%u (only 1.x exists)", f->version >> 16,
 				f->version & 0xFFFF);
-	if (f->disk_type == VD_TYPE_DIFFERENCING)
-		return vd_error(d, -EOPNOTSUPP, "footer.disk_type", footer_field(v, 60),
-				"differencing disk: parent chains are not supported yet");
-	if (f->disk_type != VD_TYPE_FIXED && f->disk_type != VD_TYPE_DYNAMIC)
+	if (f->disk_type != VD_TYPE_FIXED && f->disk_type != VD_TYPE_DYNAMIC &&
+	    f->disk_type != VD_TYPE_DIFFERENCING)
 		return vd_error(
-			d, -EUCLEAN, "footer.disk_type", footer_field(v, 60),
+			d, -EUCLEAN, "footer.disk_type", vd_vhd_footer_field(v, 60),
 			"unknown disk type %u (expected 2 fixed, 3 dynamic, 4 differencing)",
 			f->disk_type);
 	if (f->current_size % VD_SECTOR)
-		return vd_error(d, -EUCLEAN, "footer.current_size", footer_field(v, 48),
+		return vd_error(d, -EUCLEAN, "footer.current_size", vd_vhd_footer_field(v, 48),
 				"current size %llu is not a multiple of 512",
 				(unsigned long long)f->current_size);
 	if (!(f->features & VD_FEATURE_RESERVED))
-		vd_warn(d, "footer.features", footer_field(v, 8),
+		vd_warn(d, "footer.features", vd_vhd_footer_field(v, 8),
 			"reserved feature bit 0x2 is not set (features 0x%08x)", f->features);
 	if (f->saved_state > 1)
-		vd_warn(d, "footer.saved_state", footer_field(v, 84),
+		vd_warn(d, "footer.saved_state", vd_vhd_footer_field(v, 84),
 			"saved state is %u (not 0 or 1)", f->saved_state);
 	footer_warnings(v);
 	v->virtual_size = vd_footer_virtual_size(f);
@@ -213,7 +184,7 @@ static int open_fixed(struct vhd *v)
 {
 	if (!v->end_footer_ok || v->footer.current_size > v->footer_offset)
 		return vd_error(
-			v->disk, -EUCLEAN, "footer.current_size", footer_field(v, 48),
+			v->disk, -EUCLEAN, "footer.current_size", vd_vhd_footer_field(v, 48),
 			"fixed disk of %llu bytes needs a file of at least %llu bytes, but the "
 			"file is %llu bytes",
 			(unsigned long long)v->footer.current_size,
@@ -234,7 +205,7 @@ static int read_header(struct vhd *v)
 
 	if (off % VD_SECTOR || off < 512 || off > v->file->size ||
 	    v->file->size - off < VD_DYNHDR_SIZE)
-		return vd_error(d, -EUCLEAN, "footer.data_offset", footer_field(v, 16),
+		return vd_error(d, -EUCLEAN, "footer.data_offset", vd_vhd_footer_field(v, 16),
 				"dynamic header offset 0x%llx is %s (file is %llu bytes)",
 				(unsigned long long)off,
 				off % VD_SECTOR ? "not 512-aligned" : "outside the file",
@@ -317,7 +288,9 @@ static int read_bat(struct vhd *v)
 	raw = malloc((size_t)v->entries * 4 + 1);
 	v->bat = malloc((size_t)v->entries * sizeof(uint32_t) + 1);
 	v->bitmaps = calloc((size_t)v->entries + 1, sizeof(*v->bitmaps));
-	if (!raw || !v->bat || !v->bitmaps) {
+	v->dirty = calloc((size_t)v->entries + 1, 1);
+	v->dirty_list = malloc((size_t)v->entries * sizeof(uint32_t) + 1);
+	if (!raw || !v->bat || !v->bitmaps || !v->dirty || !v->dirty_list) {
 		free(raw);
 		return vd_error(v->disk, -ENOMEM, "header.max_table_entries", v->hdr_offset + 28,
 				"out of memory for a BAT of %u entries", v->entries);
@@ -331,8 +304,6 @@ static int read_bat(struct vhd *v)
 				vd_strerror(rc));
 	return 0;
 }
-
-static uint32_t valid_sectors(const struct vhd *v, uint32_t blk);
 
 /*
  * In check mode a bad BAT entry is recorded and dropped (so later reads never
@@ -378,7 +349,7 @@ static int check_block_bounds(struct vhd *v, uint32_t i)
 	}
 	if (off + len > v->data_end)
 		v->data_end = off + len;
-	v->allocated += (uint64_t)valid_sectors(v, i) * VD_SECTOR;
+	v->allocated += (uint64_t)vd_vhd_valid_sectors(v, i) * VD_SECTOR;
 	return 0;
 }
 
@@ -472,6 +443,7 @@ static int open_dynamic(struct vhd *v)
 	if (rc == 0) {
 		note_extra_metadata(v);
 		v->dynamic = 1;
+		v->diff = v->footer.disk_type == VD_TYPE_DIFFERENCING;
 	}
 	return rc;
 }
@@ -486,6 +458,8 @@ static void vhd_close(void *state)
 				free(v->bitmaps[i]);
 	free(v->bitmaps);
 	free(v->bat);
+	free(v->dirty);
+	free(v->dirty_list);
 }
 
 static int vhd_open(struct vd_disk *disk, void *state, struct vd_file *file, unsigned flags)
@@ -526,321 +500,12 @@ static int vhd_info(void *state, struct vd_info *info)
 	info->geometry.cylinders = f->cylinders;
 	info->geometry.heads = f->heads;
 	info->geometry.sectors = f->sectors;
+	if (v->diff) {
+		memcpy(info->parent_uuid, v->hdr.parent_uuid, 16);
+		info->parent_timestamp = v->hdr.parent_timestamp;
+	}
 	info->size_from_chs = vd_footer_uses_chs(f) &&
 			      vd_chs_bytes(f->cylinders, f->heads, f->sectors) <= f->current_size;
-	return 0;
-}
-
-/* ---- sector bitmaps ---- */
-
-/* Sectors of block BLK that lie inside the disk (the last block may be cut short). */
-static uint32_t valid_sectors(const struct vhd *v, uint32_t blk)
-{
-	uint64_t start = (uint64_t)blk * v->block_size;
-	uint64_t left = v->footer.current_size > start ? v->footer.current_size - start : 0;
-
-	return left >= v->block_size ? v->spb : (uint32_t)(left / VD_SECTOR);
-}
-
-static int load_bitmap(struct vhd *v, uint32_t blk, uint8_t **out)
-{
-	uint64_t off = (uint64_t)v->bat[blk] * VD_SECTOR;
-	uint8_t *bm;
-	int rc;
-
-	if (v->bitmaps[blk]) {
-		*out = v->bitmaps[blk];
-		return 0;
-	}
-	bm = malloc(v->bitmap_bytes);
-	if (!bm)
-		return vd_error(v->disk, -ENOMEM, "bitmap", off, "out of memory");
-	rc = vd_file_pread(v->file, bm, v->bitmap_bytes, off);
-	if (rc < 0) {
-		free(bm);
-		return vd_error(v->disk, rc, "bitmap", off,
-				"cannot read the sector bitmap of block %u at offset %llu: %s", blk,
-				(unsigned long long)off, vd_strerror(rc));
-	}
-	if (vd_bitmap_all_set(bm, 0, valid_sectors(v, blk))) {
-		free(bm);
-		bm = BITMAP_FULL;
-	}
-	*out = v->bitmaps[blk] = bm;
-	return 0;
-}
-
-/* ---- reading ---- */
-
-static int data_read(struct vhd *v, void *buf, size_t len, uint64_t off)
-{
-	int rc = vd_file_pread(v->file, buf, len, off);
-
-	if (rc < 0)
-		return vd_error(v->disk, rc, "data", off,
-				"read of %zu bytes at offset %llu failed: %s", len,
-				(unsigned long long)off, vd_strerror(rc));
-	return 0;
-}
-
-/* A dynamic disk honours its bitmap: a sector whose bit is clear reads as zeros. */
-static int read_in_block(struct vhd *v, uint32_t blk, uint32_t boff, uint8_t *buf, uint32_t n)
-{
-	uint64_t base;
-	uint8_t *bm;
-	uint32_t pos = boff, end = boff + n;
-	int rc;
-
-	if (v->bat[blk] == VD_BAT_UNUSED) {
-		memset(buf, 0, n);
-		return 0;
-	}
-	rc = load_bitmap(v, blk, &bm);
-	if (rc < 0)
-		return rc;
-	base = (uint64_t)v->bat[blk] * VD_SECTOR + v->bitmap_bytes;
-	if (bm == BITMAP_FULL)
-		return data_read(v, buf, n, base + boff);
-	while (pos < end && rc == 0) {
-		uint32_t k = pos / VD_SECTOR;
-		uint32_t run = vd_bitmap_run(bm, k, v->spb - k);
-		uint32_t stop = (k + run) * VD_SECTOR < end ? (k + run) * VD_SECTOR : end;
-
-		if (vd_bitmap_test(bm, k))
-			rc = data_read(v, buf + (pos - boff), stop - pos, base + pos);
-		else
-			memset(buf + (pos - boff), 0, stop - pos);
-		pos = stop;
-	}
-	return rc;
-}
-
-static int vhd_pread(void *state, void *buf, size_t len, uint64_t off)
-{
-	struct vhd *v = state;
-	uint8_t *p = buf;
-
-	if (!v->dynamic)
-		return data_read(v, buf, len, off);
-	while (len) {
-		uint32_t blk = (uint32_t)(off / v->block_size);
-		uint32_t boff = (uint32_t)(off % v->block_size);
-		uint32_t n = len < v->block_size - boff ? (uint32_t)len : v->block_size - boff;
-		int rc = read_in_block(v, blk, boff, p, n);
-
-		if (rc < 0)
-			return rc;
-		p += n;
-		off += n;
-		len -= n;
-	}
-	return 0;
-}
-
-/* ---- writing ---- */
-
-static int fail_write(struct vhd *v, int rc, const char *field, uint64_t off, const char *what)
-{
-	v->failed = 1;
-	return vd_error(v->disk, rc, field, off,
-			"%s failed at offset %llu: %s; the image refuses further writes until "
-			"reopened",
-			what, (unsigned long long)off, vd_strerror(rc));
-}
-
-static int data_write(struct vhd *v, const void *buf, size_t len, uint64_t off)
-{
-	int rc = vd_file_pwrite(v->file, buf, len, off);
-
-	if (rc < 0)
-		return vd_error(v->disk, rc, "data", off,
-				"write of %zu bytes at offset %llu failed: %s", len,
-				(unsigned long long)off, vd_strerror(rc));
-	return 0;
-}
-
-static int write_bat_entry(struct vhd *v, uint32_t blk, uint32_t sector)
-{
-	uint8_t be[4];
-	uint64_t at = v->hdr.table_offset + 4ull * blk;
-	int rc;
-
-	put_be32(be, sector);
-	rc = vd_file_pwrite(v->file, be, sizeof(be), at);
-	if (rc < 0)
-		return fail_write(v, rc, "bat", at, "writing the BAT entry");
-	v->bat[blk] = sector;
-	return 0;
-}
-
-/*
- * Data starts on a 4 KiB boundary, as blktap and Windows do (O_DIRECT and 4Kn
- * drives want it), for blocks of 512 KiB and up; for smaller blocks the gap
- * (up to 3.5 KiB a block) would cost more than it saves, so 512 bytes.
- */
-static uint64_t place_block(const struct vhd *v)
-{
-	uint64_t start = v->data_end, align = v->block_size >= (512u << 10) ? 4096 : VD_SECTOR;
-
-	if (v->end_footer_ok && v->footer_offset > start)
-		start = v->footer_offset; /* never write over unknown bytes before the footer */
-	if (!v->end_footer_ok && ALIGN_UP(v->file->size, VD_SECTOR) > start)
-		start = ALIGN_UP(v->file->size, VD_SECTOR);
-	return ALIGN_UP(start + v->bitmap_bytes, align) - v->bitmap_bytes;
-}
-
-static int write_footer_at(struct vhd *v, uint64_t off)
-{
-	uint8_t buf[VD_FOOTER_SIZE];
-	struct vd_footer f = v->footer;
-
-	vd_footer_encode(&f, buf);
-	return vd_file_pwrite(v->file, buf, sizeof(buf), off);
-}
-
-/*
- * Crash-safe allocation, the order VHD-FORMAT.md section 6 asks for:
- *  1. the footer at the new end of file, the bitmap and the data, all past the
- *     BAT's view of the file (a crash here leaks space at most; a lost end
- *     footer is found again through the copy at offset 0);
- *  2. fdatasync, so the block is durable before anything points to it;
- *  3. the BAT entry, made durable by the caller's next vd_flush (until then a
- *     crash loses only this unflushed write, never earlier data).
- */
-static int allocate_block(struct vhd *v, uint32_t blk, uint32_t boff, const uint8_t *buf,
-			  uint32_t n)
-{
-	uint64_t bm_off = place_block(v);
-	uint64_t end = bm_off + v->bitmap_bytes + v->block_size;
-	uint32_t valid = valid_sectors(v, blk);
-	uint8_t *bm = calloc(1, v->bitmap_bytes);
-	int rc;
-
-	if (!bm)
-		return vd_error(v->disk, -ENOMEM, "bitmap", bm_off, "out of memory");
-	vd_bitmap_set_range(bm, 0, valid); /* never bits for sectors past the disk's end */
-	rc = write_footer_at(v, end);
-	if (rc == 0)
-		rc = vd_file_pwrite(v->file, bm, v->bitmap_bytes, bm_off);
-	if (rc == 0)
-		rc = vd_file_pwrite(v->file, buf, n, bm_off + v->bitmap_bytes + boff);
-	if (rc == 0)
-		rc = vd_file_sync(v->file);
-	free(bm);
-	if (rc < 0) /* nothing points at the new space yet: the image is unchanged */
-		return vd_error(v->disk, rc, "data", bm_off,
-				"allocating block %u at offset %llu failed: %s", blk,
-				(unsigned long long)bm_off, vd_strerror(rc));
-	v->footer_offset = end;
-	v->end_footer_ok = 1;
-	v->data_end = end;
-	rc = write_bat_entry(v, blk, (uint32_t)(bm_off / VD_SECTOR));
-	if (rc < 0)
-		return rc;
-	v->bitmaps[blk] = BITMAP_FULL;
-	v->allocated += (uint64_t)valid * VD_SECTOR;
-	return 0;
-}
-
-static int write_bitmap_range(struct vhd *v, uint32_t blk, const uint8_t *bm, uint32_t s0,
-			      uint32_t s1)
-{
-	uint32_t first = s0 / 8 / VD_SECTOR * VD_SECTOR;
-	uint32_t last = ALIGN_UP((s1 + 7) / 8, VD_SECTOR);
-	uint64_t at = (uint64_t)v->bat[blk] * VD_SECTOR + first;
-	int rc = vd_file_pwrite(v->file, bm + first, last - first, at);
-
-	return rc < 0 ? fail_write(v, rc, "bitmap", at, "writing the sector bitmap") : 0;
-}
-
-/*
- * A write into sectors whose bits are clear (blocks written by other tools):
- * whole sectors, with zeros around the caller's bytes, then the bits. The data
- * is synced before the bits so a crash never shows stale bytes as written.
- */
-static int write_partial(struct vhd *v, uint32_t blk, uint8_t *bm, uint32_t boff,
-			 const uint8_t *buf, uint32_t n)
-{
-	uint32_t s0 = boff / VD_SECTOR, s1 = (boff + n + VD_SECTOR - 1) / VD_SECTOR;
-	uint32_t alen = (s1 - s0) * VD_SECTOR;
-	uint64_t base = (uint64_t)v->bat[blk] * VD_SECTOR + v->bitmap_bytes;
-	uint8_t *abuf = malloc(alen);
-	int rc = abuf ? 0 : -ENOMEM;
-
-	if (rc == 0 && boff % VD_SECTOR)
-		rc = read_in_block(v, blk, s0 * VD_SECTOR, abuf, VD_SECTOR);
-	if (rc == 0 && (boff + n) % VD_SECTOR)
-		rc = read_in_block(v, blk, (s1 - 1) * VD_SECTOR, abuf + alen - VD_SECTOR,
-				   VD_SECTOR);
-	if (rc == 0) {
-		memcpy(abuf + (boff - s0 * VD_SECTOR), buf, n);
-		rc = data_write(v, abuf, alen, base + s0 * VD_SECTOR);
-	}
-	if (rc == 0 && (rc = vd_file_sync(v->file)) < 0)
-		rc = fail_write(v, rc, "data", base, "syncing data");
-	free(abuf);
-	if (rc < 0)
-		return rc == -ENOMEM ? vd_error(v->disk, rc, "", UINT64_MAX, "out of memory") : rc;
-	vd_bitmap_set_range(bm, s0, s1 - s0);
-	rc = write_bitmap_range(v, blk, bm, s0, s1);
-	if (rc == 0 && vd_bitmap_all_set(bm, 0, valid_sectors(v, blk))) {
-		free(bm);
-		v->bitmaps[blk] = BITMAP_FULL;
-	}
-	return rc;
-}
-
-static int write_in_block(struct vhd *v, uint32_t blk, uint32_t boff, const uint8_t *buf,
-			  uint32_t n)
-{
-	uint32_t s0 = boff / VD_SECTOR, s1 = (boff + n + VD_SECTOR - 1) / VD_SECTOR;
-	uint8_t *bm;
-	int rc;
-
-	if (v->bat[blk] == VD_BAT_UNUSED)
-		return allocate_block(v, blk, boff, buf, n);
-	rc = load_bitmap(v, blk, &bm);
-	if (rc < 0)
-		return rc;
-	if (bm == BITMAP_FULL || vd_bitmap_all_set(bm, s0, s1 - s0))
-		return data_write(v, buf, n,
-				  (uint64_t)v->bat[blk] * VD_SECTOR + v->bitmap_bytes + boff);
-	return write_partial(v, blk, bm, boff, buf, n);
-}
-
-static int vhd_pwrite(void *state, const void *buf, size_t len, uint64_t off)
-{
-	struct vhd *v = state;
-	const uint8_t *p = buf;
-
-	if (v->failed)
-		return vd_error(v->disk, -EIO, "", UINT64_MAX,
-				"an earlier write failed and may have left metadata inconsistent; "
-				"reopen the image");
-	if (!v->dynamic)
-		return data_write(v, buf, len, off);
-	while (len) {
-		uint32_t blk = (uint32_t)(off / v->block_size);
-		uint32_t boff = (uint32_t)(off % v->block_size);
-		uint32_t n = len < v->block_size - boff ? (uint32_t)len : v->block_size - boff;
-		int rc = write_in_block(v, blk, boff, p, n);
-
-		if (rc < 0)
-			return rc;
-		p += n;
-		off += n;
-		len -= n;
-	}
-	return 0;
-}
-
-static int vhd_flush(void *state)
-{
-	struct vhd *v = state;
-	int rc = vd_file_sync(v->file);
-
-	if (rc < 0)
-		return fail_write(v, rc, "", UINT64_MAX, "flush");
 	return 0;
 }
 
@@ -863,7 +528,7 @@ static int map_dynamic(struct vhd *v, uint64_t off, uint64_t len, uint64_t *run_
 		*run_len = n;
 		return VD_EXTENT_UNALLOCATED;
 	}
-	rc = load_bitmap(v, blk, &bm);
+	rc = vd_vhd_load_bitmap(v, blk, &bm);
 	if (rc < 0)
 		return rc;
 	if (bm == BITMAP_FULL) {
@@ -895,12 +560,12 @@ static void check_azure(struct vhd *v, struct vd_disk *d)
 	uint64_t mib = 1024 * 1024;
 
 	if (f->disk_type != VD_TYPE_FIXED)
-		vd_warn(d, "footer.disk_type", footer_field(v, 60),
+		vd_warn(d, "footer.disk_type", vd_vhd_footer_field(v, 60),
 			"azure: the disk is %s; Azure accepts only fixed VHDs (vhdtool convert -O "
 			"fixed)",
 			f->disk_type == VD_TYPE_DYNAMIC ? "dynamic" : "not fixed");
 	if (f->current_size % mib)
-		vd_warn(d, "footer.current_size", footer_field(v, 48),
+		vd_warn(d, "footer.current_size", vd_vhd_footer_field(v, 48),
 			"azure: virtual size %llu bytes is not a whole number of MiB",
 			(unsigned long long)f->current_size);
 	if (f->disk_type == VD_TYPE_FIXED && v->file->size != f->current_size + 512)
@@ -908,10 +573,10 @@ static void check_azure(struct vhd *v, struct vd_disk *d)
 			"azure: file size %llu is not the virtual size plus the 512-byte footer",
 			(unsigned long long)v->file->size);
 	if (f->saved_state)
-		vd_warn(d, "footer.saved_state", footer_field(v, 84),
+		vd_warn(d, "footer.saved_state", vd_vhd_footer_field(v, 84),
 			"azure: the saved-state flag is set");
 	if (v->virtual_size != f->current_size)
-		vd_warn(d, "footer.geometry", footer_field(v, 56),
+		vd_warn(d, "footer.geometry", vd_vhd_footer_field(v, 56),
 			"azure: readers disagree on the size (CHS %llu, current size %llu)",
 			(unsigned long long)v->virtual_size, (unsigned long long)f->current_size);
 }
@@ -928,8 +593,8 @@ static void check_tail_bits(struct vhd *v, struct vd_disk *d)
 	for (last = 0; last < v->entries; last++) {
 		if (v->bat[last] == VD_BAT_UNUSED)
 			continue;
-		valid = valid_sectors(v, last);
-		if (valid == v->spb || load_bitmap(v, last, &bm) < 0 || bm == BITMAP_FULL)
+		valid = vd_vhd_valid_sectors(v, last);
+		if (valid == v->spb || vd_vhd_load_bitmap(v, last, &bm) < 0 || bm == BITMAP_FULL)
 			continue;
 		for (uint32_t k = valid; k < v->spb; k++)
 			if (vd_bitmap_test(bm, k)) {
@@ -959,9 +624,12 @@ const struct vd_driver vd_vhd_driver = {
 	.close = vhd_close,
 	.info = vhd_info,
 	.map = vhd_map,
-	.pread = vhd_pread,
-	.pwrite = vhd_pwrite,
-	.flush = vhd_flush,
+	.pread = vd_vhd_pread,
+	.pwrite = vd_vhd_pwrite,
+	.flush = vd_vhd_flush,
 	.create = vd_vhd_create,
+	.get_parent = vd_vhd_get_parent,
+	.set_parent = vd_vhd_set_parent,
+	.create_child = vd_vhd_create_child,
 	.check = vhd_check,
 };

@@ -165,6 +165,8 @@ int64_t vd_locator_space_bytes(uint32_t data_space);
  */
 int vd_locator_decode_path(uint32_t code, const uint8_t *data, size_t len, char *out,
 			   size_t outlen);
+/* Encode UTF-8 as UTF-16 (LE or BIG_ENDIAN), no terminator; returns bytes or -1. */
+int vd_utf8_to_utf16(const char *s, uint8_t *out, size_t outlen, int big_endian);
 /* Decode the UTF-16BE parent name; returns the length or -1. */
 int vd_parent_name_decode(const uint8_t name[512], char *out, size_t outlen);
 
