@@ -1,7 +1,9 @@
 #!/bin/bash
 # `make demo`: round-trips a real ext4 file system through a dynamic VHD with
 # vhdtool and checks the result with independent tools (cmp, qemu-img, e2fsck,
-# debugfs). Usage: scripts/demo.sh PATH/TO/vhdtool. Exits non-zero on any failure.
+# debugfs), then tells the checkpoint story: a checkpoint before an "upgrade",
+# changed data, the checkpoint applied and the old data back.
+# Usage: scripts/demo.sh PATH/TO/vhdtool. Exits non-zero on any failure.
 set -euo pipefail
 
 VHDTOOL=${1:?usage: demo.sh PATH/TO/vhdtool}
@@ -92,4 +94,53 @@ cmp -s random.out tree/random.bin || fail "debugfs read a different /random.bin"
 echo "10. debugfs -R 'cat /docs/readme.txt' back.raw gives back the file:"
 sed 's/^/     /' readme.out
 echo "    and /random.bin (3 MiB) matches the original byte for byte"
+
+# The checkpoint story (Hyper-V's): checkpoint, change, apply, old data back.
+# range_hash: SHA-256 of the 1 MiB at 8 MiB of a state of disk.vhd.
+range_hash() {
+	"$VHDTOOL" read --offset 8M --length 1M "$@" disk.vhd | sha256sum | cut -c1-16
+}
+indent() {
+	sed 's/^/     /'
+}
+
+before=$(range_hash)
+base_sum=$(sha256sum disk.vhd | cut -c1-16)
+echo "11. vhdtool checkpoint create disk.vhd before-upgrade (the 1 MiB at 8 MiB hashes"
+echo "    to $before):"
+"$VHDTOOL" checkpoint create disk.vhd before-upgrade | indent
+
+# A known 1 MiB pattern stands in for what an upgrade writes. (Not `yes | head`:
+# with pipefail, yes dying of SIGPIPE would fail the demo.)
+head -c 1M /dev/zero | tr '\0' 'U' >upgrade.bin
+"$VHDTOOL" write --offset 8M disk.vhd upgrade.bin
+after=$(range_hash)
+[ "$after" != "$before" ] || fail "the write at 8 MiB changed nothing"
+[ "$after" = "$(sha256sum <upgrade.bin | cut -c1-16)" ] || fail "read back $after, not the pattern"
+[ "$(sha256sum disk.vhd | cut -c1-16)" = "$base_sum" ] ||
+	fail "the write changed disk.vhd itself, not its active image"
+echo "12. vhdtool write --offset 8M disk.vhd upgrade.bin: the range now hashes to"
+echo "    $after; the file disk.vhd is unchanged (the write went to the active image)"
+
+echo "13. vhdtool checkpoint list disk.vhd:"
+"$VHDTOOL" checkpoint list disk.vhd | indent
+
+saved=$(range_hash --checkpoint before-upgrade)
+[ "$saved" = "$before" ] || fail "checkpoint before-upgrade reads $saved, expected $before"
+echo "14. vhdtool read --checkpoint before-upgrade still gives the old data: $saved"
+
+echo "15. the upgrade failed: vhdtool checkpoint apply disk.vhd before-upgrade"
+"$VHDTOOL" checkpoint apply disk.vhd before-upgrade | indent
+back=$(range_hash)
+[ "$back" = "$before" ] || fail "after apply the range hashes to $back, expected $before"
+out=$("$VHDTOOL" compare img.raw disk.vhd) || fail "after apply, vhdtool compare: $out"
+echo "    the range hashes to $back again, and vhdtool compare img.raw disk.vhd:"
+echo "    $out"
+
+echo "16. vhdtool checkpoint delete disk.vhd before-upgrade, then list again:"
+"$VHDTOOL" checkpoint delete disk.vhd before-upgrade | indent
+"$VHDTOOL" checkpoint list disk.vhd | indent
+[ "$(range_hash)" = "$before" ] || fail "deleting the checkpoint changed the active state"
+out=$("$VHDTOOL" compare img.raw disk.vhd) || fail "after delete, vhdtool compare: $out"
+echo "    the active state is unchanged: $out"
 echo "demo: all steps passed"

@@ -90,17 +90,6 @@ static int parse_args(int argc, char **argv, int *json, enum vd_check_profile *p
 	return 0;
 }
 
-static int report_unreadable(const char *path, int rc, char *errmsg)
-{
-	if (errmsg && *errmsg)
-		vt_path_error(path, errmsg);
-	else
-		vt_error("%s: %s", path, vd_strerror(rc));
-	if (errmsg)
-		vd_free_string(errmsg);
-	return VT_EXIT_ERROR;
-}
-
 int vt_cmd_check(int argc, char **argv)
 {
 	enum vd_check_profile profile = VD_CHECK_DEFAULT;
@@ -118,7 +107,7 @@ int vt_cmd_check(int argc, char **argv)
 	rc = vd_check_path(ctx.path, profile, on_problem, &ctx, &errmsg);
 	if (rc < 0) {
 		json_decref(ctx.problems);
-		return report_unreadable(ctx.path, rc, errmsg);
+		return vt_errmsg_error(ctx.path, rc, errmsg);
 	}
 	if (errmsg)
 		vd_free_string(errmsg);

@@ -11,8 +11,11 @@
 
 #define CMD "compare"
 
+enum { OPT_CHECKPOINT = 256, OPT_CHECKPOINT_B };
+
 struct side {
 	const char *path;
+	const char *checkpoint; /* NULL: the active state */
 	struct vd_disk *disk;
 	struct vd_info info;
 	int zero;	  /* the current run reads as zeros */
@@ -22,12 +25,16 @@ struct side {
 
 static void usage(void)
 {
-	printf("Usage: vhdtool compare [-p] A B\n\n"
-	       "Compare the virtual content of two images (any formats vhdtool reads).\n"
-	       "Prints \"Images are identical.\" and exits 0, or prints where they first\n"
-	       "differ and exits 1. Images of different sizes differ.\n\n"
-	       "  -p, --progress   show progress on a terminal\n"
-	       "  -h, --help       show this help\n");
+	printf("Usage: vhdtool compare [--checkpoint NAME] [--checkpoint-b NAME] [-p] A B\n\n"
+	       "Compare the virtual content of two images (any formats vhdtool reads;\n"
+	       "a differencing disk with its whole chain, a disk with checkpoints in\n"
+	       "its active state). Prints \"Images are identical.\" and exits 0, or\n"
+	       "prints where they first differ and exits 1. Images of different sizes\n"
+	       "differ.\n\n"
+	       "      --checkpoint NAME    compare checkpoint NAME's state of A\n"
+	       "      --checkpoint-b NAME  compare checkpoint NAME's state of B\n"
+	       "  -p, --progress           show progress on a terminal\n"
+	       "  -h, --help               show this help\n");
 }
 
 /* Moves S's map cursor to the run that holds POS. */
@@ -40,7 +47,7 @@ static int refresh(struct side *s, uint64_t pos)
 		return 0;
 	if (vt_map_step(s->disk, s->path, pos, s->info.virtual_size - pos, &kind, &run))
 		return VT_EXIT_ERROR;
-	s->zero = vt_run_is_zero(&s->info, kind);
+	s->zero = vt_run_is_zero(kind);
 	s->run_end = pos + run;
 	return 0;
 }
@@ -99,9 +106,11 @@ static int compare_sides(struct side *a, struct side *b, int progress, uint64_t 
 	return 0;
 }
 
-static int parse_args(int argc, char **argv, int *progress)
+static int parse_args(int argc, char **argv, int *progress, struct side *a, struct side *b)
 {
 	static const struct option longopts[] = {
+		{"checkpoint", required_argument, NULL, OPT_CHECKPOINT},
+		{"checkpoint-b", required_argument, NULL, OPT_CHECKPOINT_B},
 		{"progress", no_argument, NULL, 'p'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -113,13 +122,20 @@ static int parse_args(int argc, char **argv, int *progress)
 			usage();
 			return -1;
 		}
-		if (opt != 'p')
+		if (opt == 'p')
+			*progress = 1;
+		else if (opt == OPT_CHECKPOINT)
+			a->checkpoint = optarg;
+		else if (opt == OPT_CHECKPOINT_B)
+			b->checkpoint = optarg;
+		else
 			return vt_getopt_error(CMD, opt, argv);
-		*progress = 1;
 	}
 	if (argc - optind != 2)
 		return vt_usage_error(CMD, argc - optind < 2 ? "needs two images, A and B"
 							     : "too many arguments");
+	a->path = argv[optind];
+	b->path = argv[optind + 1];
 	return 0;
 }
 
@@ -152,14 +168,12 @@ int vt_cmd_compare(int argc, char **argv)
 	struct side a = {0}, b = {0};
 	int progress = 0, rc;
 
-	rc = parse_args(argc, argv, &progress);
+	rc = parse_args(argc, argv, &progress, &a, &b);
 	if (rc)
 		return rc < 0 ? VT_EXIT_OK : rc;
-	a.path = argv[optind];
-	b.path = argv[optind + 1];
-	if (vt_open(a.path, VD_OPEN_RDONLY, &a.disk, &a.info))
+	if (vt_open_state(a.path, a.checkpoint, &a.disk, &a.info))
 		return VT_EXIT_ERROR;
-	if (vt_open(b.path, VD_OPEN_RDONLY, &b.disk, &b.info)) {
+	if (vt_open_state(b.path, b.checkpoint, &b.disk, &b.info)) {
 		vd_close(a.disk);
 		return VT_EXIT_ERROR;
 	}

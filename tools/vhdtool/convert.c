@@ -1,7 +1,8 @@
 /*
- * vhdtool convert: copy a disk's content into a new raw, fixed or dynamic image,
- * or stream raw/fixed to stdout. Owns the free-space check, skipping of zeros
- * (so a dynamic output allocates only blocks with data) and partial-file cleanup.
+ * vhdtool convert: copy a disk's content (a chain's, flattened) into a new raw,
+ * fixed or dynamic image, or stream raw/fixed to stdout. Owns the free-space
+ * check, skipping of zeros (so a dynamic output allocates only blocks with
+ * data) and partial-file cleanup.
  */
 #include "vhdtool.h"
 
@@ -18,10 +19,11 @@
 #define DEFAULT_BLOCK (2u << 20) /* what vd_create uses for block_size 0 */
 #define FILE_PIECE 4096u	 /* zero-skip grain for raw/fixed: keeps raw files sparse */
 
-enum { OPT_BLOCK_SIZE = 256, OPT_COMPAT };
+enum { OPT_BLOCK_SIZE = 256, OPT_COMPAT, OPT_CHECKPOINT };
 
 struct convert {
 	const char *src_path;
+	const char *checkpoint; /* --checkpoint NAME of SRC, or NULL */
 	const char *dst_path;
 	const char *out_name; /* "raw", "fixed" or "dynamic" */
 	int to_stdout;
@@ -42,15 +44,21 @@ struct convert {
 static void usage(void)
 {
 	printf("Usage: vhdtool convert [-O raw|fixed|dynamic] [--block-size SIZE]\n"
-	       "                       [--compat hyperv|vpc|azure] [-p] SRC DST\n\n"
+	       "                       [--compat hyperv|vpc|azure] [--checkpoint NAME]\n"
+	       "                       [-p] SRC DST\n\n"
 	       "Copy the content of SRC (any image vhdtool reads) into a new image DST.\n"
 	       "DST must not exist. Zero ranges are not written, so a dynamic DST holds\n"
 	       "only blocks with data and a raw DST is sparse. DST '-' streams a raw or\n"
 	       "fixed image to stdout.\n\n"
+	       "A differencing SRC is read through its whole chain, so DST is one\n"
+	       "standalone disk with the chain flattened into it (Hyper-V's \"merge into\n"
+	       "a new disk\"); SRC and its parents are left as they are. A SRC with\n"
+	       "checkpoints gives its active state, or --checkpoint NAME's.\n\n"
 	       "  -O, --output-format F   raw, fixed or dynamic (default dynamic;\n"
 	       "                          fixed with --compat azure)\n"
 	       "      --block-size SIZE   block size of a dynamic DST (default 2M)\n"
 	       "      --compat PROFILE    hyperv (default), vpc or azure; see vhdtool(1)\n"
+	       "      --checkpoint NAME   convert checkpoint NAME's state of SRC\n"
 	       "  -p, --progress          show progress on a terminal\n"
 	       "  -h, --help              show this help\n");
 }
@@ -94,6 +102,9 @@ static int parse_option(struct convert *c, int opt, char **argv)
 					      optarg);
 		c->compat_given = 1;
 		return 0;
+	case OPT_CHECKPOINT:
+		c->checkpoint = optarg;
+		return 0;
 	}
 	return vt_getopt_error(CMD, opt, argv);
 }
@@ -123,6 +134,7 @@ static int parse_args(int argc, char **argv, struct convert *c)
 		{"output-format", required_argument, NULL, 'O'},
 		{"block-size", required_argument, NULL, OPT_BLOCK_SIZE},
 		{"compat", required_argument, NULL, OPT_COMPAT},
+		{"checkpoint", required_argument, NULL, OPT_CHECKPOINT},
 		{"progress", no_argument, NULL, 'p'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -210,7 +222,7 @@ static int space_needed(struct convert *c, uint64_t *needed)
 
 		if (vt_map_step(c->src, c->src_path, pos, end - pos, &kind, &run))
 			return VT_EXIT_ERROR;
-		if (vt_run_is_zero(&c->src_info, kind))
+		if (vt_run_is_zero(kind))
 			continue;
 		data += run;
 		first = pos / bs > next_block ? pos / bs : next_block;
@@ -349,7 +361,7 @@ static int copy_all(struct convert *c)
 	for (; pos < end; pos += run) {
 		if (vt_map_step(c->src, c->src_path, pos, end - pos, &kind, &run))
 			return VT_EXIT_ERROR;
-		if (!vt_run_is_zero(&c->src_info, kind)) {
+		if (!vt_run_is_zero(kind)) {
 			if (copy_run(c, pos, run))
 				return VT_EXIT_ERROR;
 		} else if (c->to_stdout) {
@@ -455,10 +467,14 @@ static void report(const struct convert *c)
 {
 	char size[64], written[32];
 
-	printf("converted %s to %s: %s%s, %s, %s written\n", c->src_path, c->dst_path, c->out_name,
-	       strcmp(c->out_name, "raw") ? " VHD" : " image",
+	printf("converted %s%s%s to %s: %s%s, %s, %s written", c->src_path,
+	       c->checkpoint ? " at checkpoint " : "", c->checkpoint ? c->checkpoint : "",
+	       c->dst_path, c->out_name, strcmp(c->out_name, "raw") ? " VHD" : " image",
 	       vt_size_and_bytes(c->out_size, size, sizeof(size)),
 	       vt_human_size(c->written, written, sizeof(written)));
+	if (c->src_info.chain && c->src_info.chain_length > 1)
+		printf("; flattened a chain of %d images", c->src_info.chain_length);
+	printf("\n");
 }
 
 int vt_cmd_convert(int argc, char **argv)
@@ -469,7 +485,7 @@ int vt_cmd_convert(int argc, char **argv)
 	rc = parse_args(argc, argv, &c);
 	if (rc)
 		return rc < 0 ? VT_EXIT_OK : rc;
-	if (vt_open(c.src_path, VD_OPEN_RDONLY, &c.src, &c.src_info))
+	if (vt_open_state(c.src_path, c.checkpoint, &c.src, &c.src_info))
 		return VT_EXIT_ERROR;
 	vt_catch_signals();
 	rc = check_output_size(&c);

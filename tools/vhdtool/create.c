@@ -1,6 +1,7 @@
 /*
- * vhdtool create: a new, empty fixed or dynamic VHD. Owns the choice of disk type
- * for each --compat profile and the one-line report of what was made.
+ * vhdtool create: a new, empty fixed or dynamic VHD, or a differencing VHD on a
+ * parent. Owns the choice of disk type for each --compat profile, the options a
+ * differencing disk refuses, and the one-line report of what was made.
  */
 #include "vhdtool.h"
 
@@ -19,16 +20,27 @@ struct create_args {
 	struct vd_create_opts opts;
 	int type_given;
 	int block_given;
+	int size_given;
+	int compat_given;
 };
 
 static void usage(void)
 {
 	printf("Usage: vhdtool create [-t fixed|dynamic] -s SIZE [--block-size SIZE]\n"
-	       "                      [--compat hyperv|vpc|azure] FILE\n\n"
-	       "Create an empty VHD. FILE must not exist.\n\n"
-	       "  -t, --type TYPE       fixed or dynamic (default dynamic; fixed for azure)\n"
-	       "  -s, --size SIZE       virtual size: bytes or K, M, G, T (powers of 1024)\n"
-	       "      --block-size SIZE dynamic block size, a power of two (default 2M)\n"
+	       "                      [--compat hyperv|vpc|azure] FILE\n"
+	       "       vhdtool create -t diff -b PARENT [--block-size SIZE] FILE\n\n"
+	       "Create an empty VHD. FILE must not exist. A differencing disk (diff) starts\n"
+	       "out reading exactly as PARENT (any VHD, itself possibly differencing) and\n"
+	       "takes every write; its size is PARENT's. It records PARENT's UUID, time\n"
+	       "stamp, name and relative and absolute paths. PARENT must not change while\n"
+	       "the child exists.\n\n"
+	       "  -t, --type TYPE       fixed, dynamic or diff (also 'differencing');\n"
+	       "                        default dynamic, fixed for azure, diff with -b\n"
+	       "  -b, --parent PARENT   the parent of a differencing disk\n"
+	       "  -s, --size SIZE       virtual size: bytes or K, M, G, T (powers of 1024);\n"
+	       "                        not with diff\n"
+	       "      --block-size SIZE dynamic or diff block size, a power of two\n"
+	       "                        (default 2M)\n"
 	       "      --compat PROFILE  hyperv: exact size (default); vpc: size rounded\n"
 	       "                        down to the CHS geometry; azure: fixed disk, size\n"
 	       "                        rounded up to a whole MiB\n"
@@ -41,23 +53,29 @@ static int parse_type(const char *text, enum vd_disk_type *type)
 		*type = VD_TYPE_FIXED;
 	else if (strcmp(text, "dynamic") == 0)
 		*type = VD_TYPE_DYNAMIC;
+	else if (strcmp(text, "diff") == 0 || strcmp(text, "differencing") == 0)
+		*type = VD_TYPE_DIFFERENCING;
 	else
 		return -1;
 	return 0;
 }
 
-static int parse_option(int opt, struct create_args *a, char **argv, int *size_given)
+static int parse_option(int opt, struct create_args *a, char **argv)
 {
 	uint64_t v;
 
 	switch (opt) {
 	case 't':
 		if (parse_type(optarg, &a->opts.type) < 0)
-			return vt_usage_error(CMD, "type '%s' is not fixed or dynamic", optarg);
+			return vt_usage_error(CMD, "type '%s' is not fixed, dynamic or diff",
+					      optarg);
 		a->type_given = 1;
 		return 0;
+	case 'b':
+		a->opts.parent = optarg;
+		return 0;
 	case 's':
-		*size_given = 1;
+		a->size_given = 1;
 		return vt_size_arg(CMD, "size", optarg, &a->opts.size);
 	case OPT_BLOCK_SIZE:
 		if (vt_size_arg(CMD, "block size", optarg, &v))
@@ -71,6 +89,7 @@ static int parse_option(int opt, struct create_args *a, char **argv, int *size_g
 		if (vt_parse_compat(optarg, &a->opts.compat) < 0)
 			return vt_usage_error(CMD, "compat '%s' is not hyperv, vpc or azure",
 					      optarg);
+		a->compat_given = 1;
 		return 0;
 	}
 	return vt_getopt_error(CMD, opt, argv);
@@ -81,35 +100,56 @@ static int parse_args(int argc, char **argv, struct create_args *a)
 {
 	static const struct option longopts[] = {
 		{"type", required_argument, NULL, 't'},
+		{"parent", required_argument, NULL, 'b'},
 		{"size", required_argument, NULL, 's'},
 		{"block-size", required_argument, NULL, OPT_BLOCK_SIZE},
 		{"compat", required_argument, NULL, OPT_COMPAT},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
-	int opt, size_given = 0;
+	int opt;
 
-	while ((opt = getopt_long(argc, argv, ":t:s:h", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":t:b:s:h", longopts, NULL)) != -1) {
 		if (opt == 'h') {
 			usage();
 			return -1;
 		}
-		if (parse_option(opt, a, argv, &size_given))
+		if (parse_option(opt, a, argv))
 			return VT_EXIT_ERROR;
 	}
 	if (optind != argc - 1)
 		return vt_usage_error(CMD, optind >= argc ? "missing FILE" : "too many arguments");
-	if (!size_given)
-		return vt_usage_error(CMD, "missing -s SIZE");
-	if (a->opts.size == 0)
-		return vt_usage_error(CMD, "size must be more than 0 bytes");
 	a->path = argv[optind];
+	return 0;
+}
+
+/* A differencing disk takes its size and layout from its parent. */
+static int settle_differencing(struct create_args *a)
+{
+	if (!a->type_given)
+		a->opts.type = VD_TYPE_DIFFERENCING;
+	if (a->opts.type != VD_TYPE_DIFFERENCING)
+		return vt_usage_error(CMD, "-b PARENT makes a differencing disk; drop -t %s",
+				      vt_type_name(a->opts.type));
+	if (a->size_given)
+		return vt_usage_error(CMD, "a differencing disk has its parent's size; drop -s");
+	if (a->compat_given)
+		return vt_usage_error(CMD, "a differencing disk has its parent's size; drop "
+					   "--compat");
 	return 0;
 }
 
 /* Fills in the type each profile implies and rejects combinations it refuses. */
 static int settle_type(struct create_args *a)
 {
+	if (a->opts.parent)
+		return settle_differencing(a);
+	if (a->opts.type == VD_TYPE_DIFFERENCING)
+		return vt_usage_error(CMD, "a differencing disk needs -b PARENT");
+	if (!a->size_given)
+		return vt_usage_error(CMD, "missing -s SIZE");
+	if (a->opts.size == 0)
+		return vt_usage_error(CMD, "size must be more than 0 bytes");
 	if (!a->type_given)
 		a->opts.type = a->opts.compat == VD_COMPAT_AZURE ? VD_TYPE_FIXED : VD_TYPE_DYNAMIC;
 	if (a->opts.compat == VD_COMPAT_AZURE && a->opts.type != VD_TYPE_FIXED)
@@ -117,7 +157,8 @@ static int settle_type(struct create_args *a)
 				      "--compat azure makes fixed disks (Azure refuses dynamic "
 				      "VHDs); drop -t dynamic");
 	if (a->block_given && a->opts.type != VD_TYPE_DYNAMIC)
-		return vt_usage_error(CMD, "--block-size applies only to dynamic disks");
+		return vt_usage_error(CMD, "--block-size applies only to dynamic and "
+					   "differencing disks");
 	return 0;
 }
 
@@ -128,11 +169,13 @@ static void report(const char *path, struct vd_disk *disk, const struct create_a
 
 	if (vd_get_info(disk, &info) < 0)
 		return;
-	printf("created %s: %s VHD, %s", path, vt_type_name(info.type),
-	       vt_size_and_bytes(info.virtual_size, size, sizeof(size)));
-	if (info.type == VD_TYPE_DYNAMIC)
+	printf("created %s: %s VHD", path, vt_type_name(info.type));
+	if (a->opts.parent)
+		printf(" on %s", info.parent ? info.parent : a->opts.parent);
+	printf(", %s", vt_size_and_bytes(info.virtual_size, size, sizeof(size)));
+	if (info.block_size)
 		printf(", %s blocks", vt_human_size(info.block_size, block, sizeof(block)));
-	if (info.virtual_size != a->opts.size)
+	if (!a->opts.parent && info.virtual_size != a->opts.size)
 		printf("; --compat %s rounded the %llu bytes asked for",
 		       vt_compat_name(a->opts.compat), (unsigned long long)a->opts.size);
 	printf("\n");

@@ -1,6 +1,7 @@
 /*
- * vhdtool info: what an image is (type, sizes, creator, geometry, parent and
- * the warnings found while opening it), for people and, with --json, scripts.
+ * vhdtool info: what an image is (type, sizes, creator, geometry, its parent
+ * chain and the warnings found while opening it), for people and, with --json,
+ * scripts. Also owns which state of a disk with checkpoints is described.
  */
 #include "vhdtool.h"
 
@@ -10,16 +11,27 @@
 
 #define CMD "info"
 
-/* Seconds from 1970 to 2000-01-01 UTC, the VHD timestamp epoch. */
-#define VHD_EPOCH 946684800
+enum { OPT_IMAGE = 256, OPT_CHECKPOINT };
+
+struct info_args {
+	const char *path;
+	const char *checkpoint; /* --checkpoint NAME, or NULL */
+	int json;
+	int image_only;
+};
 
 static void usage(void)
 {
-	printf("Usage: vhdtool info [--json] FILE\n\n"
-	       "Show an image's format, type, sizes, UUID, creator, geometry, parent and\n"
-	       "any warnings found while opening it.\n\n"
-	       "  -j, --json   print JSON instead of text\n"
-	       "  -h, --help   show this help\n");
+	printf("Usage: vhdtool info [--json] [--image | --checkpoint NAME] FILE\n\n"
+	       "Show an image's format, type, sizes, UUID, creator, geometry, parent\n"
+	       "chain (leaf first) and any warnings found while opening it. For a disk\n"
+	       "with checkpoints this describes the active state (the image that takes\n"
+	       "writes now), unless --image or --checkpoint says otherwise.\n\n"
+	       "  -j, --json             print JSON instead of text\n"
+	       "      --image            describe exactly FILE, not the active state of\n"
+	       "                         its checkpoints\n"
+	       "      --checkpoint NAME  describe checkpoint NAME's state of FILE\n"
+	       "  -h, --help             show this help\n");
 }
 
 /*
@@ -62,28 +74,9 @@ static const char *app_text(const struct vd_info *info, char out[20])
 	return fourcc_text(bytes, out);
 }
 
-static const char *uuid_text(const uint8_t u[16], char out[37])
-{
-	/* Raw byte order, as the footer stores it; not the byte-swapped GUID form. */
-	snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-		 u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12],
-		 u[13], u[14], u[15]);
-	return out;
-}
-
 static const char *version_text(uint32_t version, char out[16])
 {
 	snprintf(out, 16, "%u.%u", version >> 16, version & 0xffff);
-	return out;
-}
-
-static const char *time_text(uint32_t vhd_time, char out[32])
-{
-	time_t t = (time_t)vhd_time + VHD_EPOCH;
-	struct tm tm;
-
-	if (!gmtime_r(&t, &tm) || !strftime(out, 32, "%Y-%m-%d %H:%M:%S UTC", &tm))
-		snprintf(out, 32, "%u", vhd_time);
 	return out;
 }
 
@@ -115,27 +108,84 @@ static void print_identity(const struct vd_info *info)
 	char buf[40], ver[16];
 	const struct vd_geometry *g = &info->geometry;
 
-	printf("uuid:          %s\n", uuid_text(info->uuid, buf));
+	printf("uuid:          %s\n", vt_uuid_text(info->uuid, buf));
 	printf("creator:       \"%s\" version %s\n", app_text(info, buf),
 	       version_text(info->creator_version, ver));
 	printf("host OS:       \"%s\"\n", os_text(info->creator_os, buf));
-	printf("created:       %s\n", time_text(info->timestamp, buf));
+	printf("created:       %s\n", vt_time_text(info->timestamp, buf));
 	printf("geometry:      C/H/S %u/%u/%u (%llu bytes)\n", g->cylinders, g->heads, g->sectors,
 	       (unsigned long long)g->cylinders * g->heads * g->sectors * 512);
 }
 
-static void print_human(struct vd_disk *disk, const struct vd_info *info, const char *path)
+static int is_differencing(const struct vd_info *info)
+{
+	return info->type == VD_TYPE_DIFFERENCING;
+}
+
+/* The chain as the library resolved it; a lone image is a chain of one. */
+static int chain_length(const struct vd_info *info)
+{
+	return info->chain && info->chain_length > 0 ? info->chain_length : 1;
+}
+
+static const char *chain_path(const struct vd_info *info, const char *path, int i)
+{
+	return info->chain && info->chain_length > 0 ? info->chain[i] : path;
+}
+
+static void print_parent(const struct vd_info *info, const char *path)
+{
+	char buf[40];
+	int i, n = chain_length(info);
+
+	printf("parent:        %s\n", info->parent ? info->parent : "(none)");
+	printf("parent uuid:   %s\n", vt_uuid_text(info->parent_uuid, buf));
+	if (info->parent_name)
+		printf("parent name:   %s\n", info->parent_name);
+	/* 0: the writer left it empty (Windows does). */
+	printf("parent time:   %s\n",
+	       info->parent_timestamp ? vt_time_text(info->parent_timestamp, buf) : "not recorded");
+	printf("chain:         %d images, leaf first; reads fall through to the parents\n", n);
+	for (i = 0; i < n; i++)
+		printf("  %*d  %s\n", n > 9 ? 2 : 1, i, chain_path(info, path, i));
+}
+
+/* What the active state is made of, for a base disk that has checkpoints. */
+static void print_checkpoints(const struct info_args *a)
+{
+	struct vd_checkpoint_tree *tree = NULL;
+	char *errmsg = NULL;
+
+	if (vd_checkpoint_list(a->path, &tree, &errmsg) == 0 && tree->count > 0)
+		printf("checkpoints:   %d (current: %s); active image %s\n", tree->count,
+		       tree->current ? tree->current : "none", tree->active);
+	if (tree)
+		vd_checkpoint_tree_free(tree);
+	vd_free_string(errmsg);
+}
+
+static void print_human(struct vd_disk *disk, const struct vd_info *info, const struct info_args *a)
 {
 	int i, n = vd_warning_count(disk);
 
-	printf("file:          %s\n", path);
+	printf("file:          %s\n", a->path);
+	if (info->path && strcmp(info->path, a->path) != 0)
+		printf("image:         %s (%s)\n", info->path,
+		       a->checkpoint ? "holds the checkpoint's newest data"
+				     : "the active state of its checkpoints");
+	if (a->checkpoint)
+		printf("checkpoint:    %s (read-only)\n", a->checkpoint);
 	printf("format:        %s\n", info->format);
 	printf("type:          %s\n", vt_type_name(info->type));
 	print_sizes(info);
 	if (is_vhd(info))
 		print_identity(info);
-	if (info->parent)
+	if (is_differencing(info))
+		print_parent(info, a->path);
+	else if (info->parent)
 		printf("parent:        %s\n", info->parent);
+	if (!a->checkpoint && !a->image_only && is_vhd(info))
+		print_checkpoints(a);
 	printf("warnings:      %d\n", n > 0 ? n : 0);
 	for (i = 0; i < n; i++)
 		printf("  %s\n", vd_warning(disk, i));
@@ -154,7 +204,8 @@ static void json_identity(json_t *o, const struct vd_info *info)
 	char buf[40];
 	int vhd = is_vhd(info);
 
-	json_object_set_new(o, "uuid", vhd ? json_string(uuid_text(info->uuid, buf)) : json_null());
+	json_object_set_new(o, "uuid",
+			    vhd ? json_string(vt_uuid_text(info->uuid, buf)) : json_null());
 	json_object_set_new(o, "creator_app", vhd ? json_string(app_text(info, buf)) : json_null());
 	json_object_set_new(o, "creator_version",
 			    vhd ? json_string(version_text(info->creator_version, buf))
@@ -162,17 +213,47 @@ static void json_identity(json_t *o, const struct vd_info *info)
 	json_object_set_new(o, "creator_os",
 			    vhd ? json_string(os_text(info->creator_os, buf)) : json_null());
 	json_object_set_new(o, "timestamp",
-			    vhd ? json_integer((json_int_t)info->timestamp + VHD_EPOCH)
+			    vhd ? json_integer((json_int_t)info->timestamp + VT_VHD_EPOCH)
 				: json_null());
 	json_object_set_new(o, "geometry", vhd ? json_geometry(info) : json_null());
 }
 
-static json_t *json_info(struct vd_disk *disk, const struct vd_info *info, const char *path)
+static json_t *json_string_or_null(const char *text)
+{
+	return text ? json_string(text) : json_null();
+}
+
+/* Parent fields are null for disks that have no parent. */
+static void json_parent(json_t *o, const struct vd_info *info, const char *path)
+{
+	char buf[40];
+	int i, n = chain_length(info), diff = is_differencing(info);
+	json_t *chain = json_array();
+
+	json_object_set_new(o, "parent", json_string_or_null(info->parent));
+	json_object_set_new(o, "parent_uuid",
+			    diff ? json_string(vt_uuid_text(info->parent_uuid, buf)) : json_null());
+	json_object_set_new(o, "parent_name",
+			    diff ? json_string_or_null(info->parent_name) : json_null());
+	json_object_set_new(
+		o, "parent_timestamp",
+		diff && info->parent_timestamp
+			? json_integer((json_int_t)info->parent_timestamp + VT_VHD_EPOCH)
+			: json_null());
+	for (i = 0; i < n; i++)
+		json_array_append_new(chain, json_string(chain_path(info, path, i)));
+	json_object_set_new(o, "chain", chain);
+}
+
+static json_t *json_info(struct vd_disk *disk, const struct vd_info *info,
+			 const struct info_args *a)
 {
 	json_t *o = json_object(), *warnings = json_array();
 	int i, n = vd_warning_count(disk);
 
-	json_object_set_new(o, "file", json_string(path));
+	json_object_set_new(o, "file", json_string(a->path));
+	json_object_set_new(o, "image", json_string_or_null(info->path));
+	json_object_set_new(o, "checkpoint", json_string_or_null(a->checkpoint));
 	json_object_set_new(o, "format", json_string(info->format));
 	json_object_set_new(o, "type", json_string(vt_type_name(info->type)));
 	json_object_set_new(o, "virtual_size", json_integer((json_int_t)info->virtual_size));
@@ -182,41 +263,67 @@ static json_t *json_info(struct vd_disk *disk, const struct vd_info *info, const
 	json_object_set_new(o, "allocated_bytes", json_integer((json_int_t)info->allocated_bytes));
 	json_object_set_new(o, "file_size", json_integer((json_int_t)info->file_size));
 	json_identity(o, info);
-	json_object_set_new(o, "parent", info->parent ? json_string(info->parent) : json_null());
+	json_parent(o, info, a->path);
 	for (i = 0; i < n; i++)
 		json_array_append_new(warnings, json_string(vd_warning(disk, i)));
 	json_object_set_new(o, "warnings", warnings);
 	return o;
 }
 
-int vt_cmd_info(int argc, char **argv)
+/* Returns -1 after --help, else 0 or VT_EXIT_ERROR. */
+static int parse_args(int argc, char **argv, struct info_args *a)
 {
 	static const struct option longopts[] = {
 		{"json", no_argument, NULL, 'j'},
+		{"image", no_argument, NULL, OPT_IMAGE},
+		{"checkpoint", required_argument, NULL, OPT_CHECKPOINT},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
-	struct vd_disk *disk;
-	struct vd_info info;
-	int opt, json = 0, rc = VT_EXIT_OK;
+	int opt;
 
 	while ((opt = getopt_long(argc, argv, ":jh", longopts, NULL)) != -1) {
 		if (opt == 'h') {
 			usage();
-			return VT_EXIT_OK;
-		}
-		if (opt != 'j')
+			return -1;
+		} else if (opt == 'j') {
+			a->json = 1;
+		} else if (opt == OPT_IMAGE) {
+			a->image_only = 1;
+		} else if (opt == OPT_CHECKPOINT) {
+			a->checkpoint = optarg;
+		} else {
 			return vt_getopt_error(CMD, opt, argv);
-		json = 1;
+		}
 	}
 	if (optind != argc - 1)
 		return vt_usage_error(CMD, optind >= argc ? "missing FILE" : "too many arguments");
-	if (vt_open(argv[optind], VD_OPEN_RDONLY, &disk, &info))
-		return VT_EXIT_ERROR;
-	if (json)
-		rc = vt_json_print(json_info(disk, &info, argv[optind]));
+	if (a->image_only && a->checkpoint)
+		return vt_usage_error(CMD, "--image and --checkpoint exclude each other");
+	a->path = argv[optind];
+	return 0;
+}
+
+int vt_cmd_info(int argc, char **argv)
+{
+	struct info_args a = {0};
+	struct vd_disk *disk;
+	struct vd_info info;
+	int rc;
+
+	rc = parse_args(argc, argv, &a);
+	if (rc)
+		return rc < 0 ? VT_EXIT_OK : rc;
+	if (a.image_only)
+		rc = vt_open(a.path, VD_OPEN_RDONLY | VD_OPEN_IMAGE_ONLY, &disk, &info);
 	else
-		print_human(disk, &info, argv[optind]);
+		rc = vt_open_state(a.path, a.checkpoint, &disk, &info);
+	if (rc)
+		return VT_EXIT_ERROR;
+	if (a.json)
+		rc = vt_json_print(json_info(disk, &info, &a));
+	else
+		print_human(disk, &info, &a);
 	vd_close(disk);
 	return rc;
 }

@@ -14,7 +14,7 @@ struct vt_command {
 };
 
 static const struct vt_command commands[] = {
-	{"create", vt_cmd_create, "create an empty fixed or dynamic VHD"},
+	{"create", vt_cmd_create, "create an empty fixed, dynamic or differencing VHD"},
 	{"info", vt_cmd_info, "show what an image is: type, sizes, creator, geometry"},
 	{"convert", vt_cmd_convert, "copy a disk into a new raw, fixed or dynamic image"},
 	{"read", vt_cmd_read, "write a range of the virtual disk to stdout"},
@@ -22,6 +22,9 @@ static const struct vt_command commands[] = {
 	{"compare", vt_cmd_compare, "tell whether two images hold the same content"},
 	{"check", vt_cmd_check, "check an image's structure and report every problem"},
 	{"map", vt_cmd_map, "list allocated, unallocated and zero ranges"},
+	{"set-parent", vt_cmd_set_parent, "re-link a differencing disk to its moved parent"},
+	{"checkpoint", vt_cmd_checkpoint, "create, apply, delete or list checkpoints"},
+	{"doctor", vt_cmd_doctor, "find and fix broken chains in a folder of VHD/AVHD files"},
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -34,10 +37,11 @@ static void usage(void)
 	       "Create, inspect, convert and check Microsoft VHD virtual disks.\n\n"
 	       "Subcommands:\n");
 	for (i = 0; i < N_COMMANDS; i++)
-		printf("  %-9s %s\n", commands[i].name, commands[i].summary);
+		printf("  %-10s %s\n", commands[i].name, commands[i].summary);
 	printf("\nSizes take K, M, G or T suffixes (powers of 1024; KiB, MiB... also work).\n"
-	       "Exit status: 0 success, 1 check found problems or compare found a difference,\n"
-	       "2 error. 'vhdtool SUBCOMMAND --help' describes each subcommand; see vhdtool(1).\n");
+	       "Exit status: 0 success, 1 check or doctor found problems or compare found a\n"
+	       "difference, 2 error. 'vhdtool SUBCOMMAND --help' describes each subcommand;\n"
+	       "see vhdtool(1).\n");
 }
 
 static const struct vt_command *find_command(const char *name)

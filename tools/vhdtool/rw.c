@@ -1,7 +1,7 @@
 /*
  * vhdtool read and write: move bytes between the virtual disk and stdout, stdin
  * or a file. Owns the range checks that turn "past the end" into exit 2 before
- * any byte moves.
+ * any byte moves, and the refusal to write an image others are built on.
  */
 #include "vhdtool.h"
 
@@ -15,11 +15,13 @@
 
 #define RW_CHUNK (1u << 20)
 
-enum { OPT_OFFSET = 256, OPT_LENGTH };
+enum { OPT_OFFSET = 256, OPT_LENGTH, OPT_CHECKPOINT, OPT_FORCE };
 
 struct rw_args {
 	const char *path;
-	const char *input; /* write: SRC, NULL for stdin */
+	const char *input;	/* write: SRC, NULL for stdin */
+	const char *checkpoint; /* read: --checkpoint NAME */
+	int force;		/* write: --force */
 	uint64_t offset;
 	uint64_t length;
 	int length_given;
@@ -28,22 +30,32 @@ struct rw_args {
 
 static void read_usage(void)
 {
-	printf("Usage: vhdtool read [--offset N] [--length N] [-p] FILE\n\n"
+	printf("Usage: vhdtool read [--offset N] [--length N] [--checkpoint NAME] [-p] FILE\n\n"
 	       "Write the virtual disk's bytes to stdout, from --offset (default 0) for\n"
-	       "--length bytes (default: to the end of the disk).\n\n"
-	       "      --offset N   first byte (bytes, or K, M, G, T)\n"
-	       "      --length N   number of bytes\n"
-	       "  -p, --progress   show progress on a terminal\n"
-	       "  -h, --help       show this help\n");
+	       "--length bytes (default: to the end of the disk). A differencing disk\n"
+	       "reads through its whole chain; a disk with checkpoints reads its active\n"
+	       "state.\n\n"
+	       "      --offset N         first byte (bytes, or K, M, G, T)\n"
+	       "      --length N         number of bytes\n"
+	       "      --checkpoint NAME  read checkpoint NAME's state instead\n"
+	       "  -p, --progress         show progress on a terminal\n"
+	       "  -h, --help             show this help\n");
 }
 
 static void write_usage(void)
 {
-	printf("Usage: vhdtool write [--offset N] [-p] FILE [SRC]\n\n"
+	printf("Usage: vhdtool write [--offset N] [--force] [-p] FILE [SRC]\n\n"
 	       "Write the bytes of SRC (default: stdin) into the virtual disk FILE at\n"
 	       "--offset (default 0), then flush. Data that would go past the end of\n"
-	       "the disk is an error.\n\n"
+	       "the disk is an error. A disk with checkpoints takes the write in its\n"
+	       "active state; a differencing disk stores it in FILE, never in a parent.\n"
+	       "An image that a differencing disk or a checkpoint is built on is refused.\n\n"
 	       "      --offset N   first byte (bytes, or K, M, G, T)\n"
+	       "      --force      write into FILE itself even when differencing disks or\n"
+	       "                   checkpoints are built on it. Risk: children and\n"
+	       "                   checkpoints built on this image will read corrupted\n"
+	       "                   data (their unchanged sectors now come from the new\n"
+	       "                   bytes); there is no undo\n"
 	       "  -p, --progress   show progress on a terminal\n"
 	       "  -h, --help       show this help\n");
 }
@@ -54,6 +66,8 @@ static int parse_args(int argc, char **argv, const char *cmd, struct rw_args *a)
 	static const struct option longopts[] = {
 		{"offset", required_argument, NULL, OPT_OFFSET},
 		{"length", required_argument, NULL, OPT_LENGTH},
+		{"checkpoint", required_argument, NULL, OPT_CHECKPOINT},
+		{"force", no_argument, NULL, OPT_FORCE},
 		{"progress", no_argument, NULL, 'p'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -73,6 +87,10 @@ static int parse_args(int argc, char **argv, const char *cmd, struct rw_args *a)
 			if (vt_size_arg(cmd, "length", optarg, &a->length))
 				return VT_EXIT_ERROR;
 			a->length_given = 1;
+		} else if (opt == OPT_CHECKPOINT && reading) {
+			a->checkpoint = optarg;
+		} else if (opt == OPT_FORCE && !reading) {
+			a->force = 1;
 		} else {
 			return vt_getopt_error(cmd, opt, argv);
 		}
@@ -134,7 +152,7 @@ int vt_cmd_read(int argc, char **argv)
 	rc = parse_args(argc, argv, "read", &a);
 	if (rc)
 		return rc < 0 ? VT_EXIT_OK : rc;
-	if (vt_open(a.path, VD_OPEN_RDONLY, &disk, &info))
+	if (vt_open_state(a.path, a.checkpoint, &disk, &info))
 		return VT_EXIT_ERROR;
 	if (!a.length_given)
 		a.length = a.offset <= info.virtual_size ? info.virtual_size - a.offset : 0;
@@ -200,6 +218,36 @@ static int copy_in(struct vd_disk *disk, const struct rw_args *a, int fd, uint64
 	return rc < 0 ? vt_disk_error(disk, a->path, rc) : 0;
 }
 
+/* Like vt_open, but a refusal to write a parent names the way past it. */
+static int open_for_writing(const struct rw_args *a, struct vd_disk **diskp, struct vd_info *info)
+{
+	struct vd_open_opts opts = {.flags = VD_OPEN_RDWR | (a->force ? VD_OPEN_FORCE : 0)};
+	struct vd_disk *disk = NULL;
+	int rc = vd_open(a->path, &opts, &disk);
+
+	if (rc == 0)
+		rc = vd_get_info(disk, info);
+	if (rc == -EBUSY && !a->force) {
+		const char *why = disk && *vd_errmsg(disk) ? vd_errmsg(disk) : vd_strerror(rc);
+		char msg[1024];
+
+		snprintf(msg, sizeof(msg),
+			 "%s; --force overrides this, but children and checkpoints built on "
+			 "this image then read corrupted data",
+			 why);
+		vt_path_error(a->path, msg);
+	} else if (rc < 0) {
+		vt_disk_error(disk, a->path, rc);
+	}
+	if (rc < 0) {
+		if (disk)
+			vd_close(disk);
+		return VT_EXIT_ERROR;
+	}
+	*diskp = disk;
+	return 0;
+}
+
 int vt_cmd_write(int argc, char **argv)
 {
 	struct rw_args a = {0};
@@ -212,7 +260,7 @@ int vt_cmd_write(int argc, char **argv)
 	rc = parse_args(argc, argv, "write", &a);
 	if (rc)
 		return rc < 0 ? VT_EXIT_OK : rc;
-	if (vt_open(a.path, VD_OPEN_RDWR, &disk, &info))
+	if (open_for_writing(&a, &disk, &info))
 		return VT_EXIT_ERROR;
 	rc = check_range(a.path, a.offset, 0, info.virtual_size);
 	if (!rc)

@@ -58,6 +58,17 @@ int vt_disk_error(const struct vd_disk *disk, const char *path, int rc)
 	return vt_error("%s: %s", path, vd_strerror(rc));
 }
 
+int vt_errmsg_error(const char *path, int rc, char *errmsg)
+{
+	if (errmsg && *errmsg)
+		vt_path_error(path, errmsg);
+	else
+		vt_error("%s: %s", path, vd_strerror(rc));
+	if (errmsg)
+		vd_free_string(errmsg);
+	return VT_EXIT_ERROR;
+}
+
 int vt_usage_error(const char *cmd, const char *fmt, ...)
 {
 	va_list ap;
@@ -222,11 +233,36 @@ const char *vt_extent_name(int kind)
 	return "unknown";
 }
 
-int vt_open(const char *path, unsigned flags, struct vd_disk **diskp, struct vd_info *info)
+const char *vt_uuid_text(const uint8_t u[16], char out[37])
 {
-	struct vd_open_opts opts = {.flags = flags};
+	snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+		 u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12],
+		 u[13], u[14], u[15]);
+	return out;
+}
+
+int vt_uuid_is_null(const uint8_t uuid[16])
+{
+	static const uint8_t null_uuid[16];
+
+	return memcmp(uuid, null_uuid, 16) == 0;
+}
+
+const char *vt_time_text(uint32_t vhd_time, char out[32])
+{
+	time_t t = (time_t)vhd_time + VT_VHD_EPOCH;
+	struct tm tm;
+
+	if (!gmtime_r(&t, &tm) || !strftime(out, 32, "%Y-%m-%d %H:%M:%S UTC", &tm))
+		snprintf(out, 32, "%u", vhd_time);
+	return out;
+}
+
+static int open_with(const char *path, const struct vd_open_opts *opts, struct vd_disk **diskp,
+		     struct vd_info *info)
+{
 	struct vd_disk *disk = NULL;
-	int rc = vd_open(path, &opts, &disk);
+	int rc = vd_open(path, opts, &disk);
 
 	if (rc == 0 && info)
 		rc = vd_get_info(disk, info);
@@ -238,6 +274,21 @@ int vt_open(const char *path, unsigned flags, struct vd_disk **diskp, struct vd_
 	}
 	*diskp = disk;
 	return 0;
+}
+
+int vt_open(const char *path, unsigned flags, struct vd_disk **diskp, struct vd_info *info)
+{
+	struct vd_open_opts opts = {.flags = flags};
+
+	return open_with(path, &opts, diskp, info);
+}
+
+int vt_open_state(const char *path, const char *checkpoint, struct vd_disk **diskp,
+		  struct vd_info *info)
+{
+	struct vd_open_opts opts = {.flags = VD_OPEN_RDONLY, .checkpoint = checkpoint};
+
+	return open_with(path, &opts, diskp, info);
 }
 
 int vt_map_step(struct vd_disk *disk, const char *path, uint64_t offset, uint64_t len, int *kind,
@@ -256,11 +307,9 @@ int vt_map_step(struct vd_disk *disk, const char *path, uint64_t offset, uint64_
 	return 0;
 }
 
-int vt_run_is_zero(const struct vd_info *info, int kind)
+int vt_run_is_zero(int kind)
 {
-	if (kind == VD_EXTENT_ZERO)
-		return 1;
-	return kind == VD_EXTENT_UNALLOCATED && info->type != VD_TYPE_DIFFERENCING;
+	return kind == VD_EXTENT_ZERO || kind == VD_EXTENT_UNALLOCATED;
 }
 
 int vt_is_zero(const void *buf, size_t len)

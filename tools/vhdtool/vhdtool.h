@@ -32,6 +32,9 @@ int vt_cmd_write(int argc, char **argv);
 int vt_cmd_compare(int argc, char **argv);
 int vt_cmd_check(int argc, char **argv);
 int vt_cmd_map(int argc, char **argv);
+int vt_cmd_set_parent(int argc, char **argv);
+int vt_cmd_checkpoint(int argc, char **argv);
+int vt_cmd_doctor(int argc, char **argv);
 
 /* Errors: each prints one line on stderr and returns VT_EXIT_ERROR. */
 int vt_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -40,6 +43,11 @@ int vt_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(
 int vt_getopt_error(const char *cmd, int opt, char **argv);
 /* Print MSG, prefixed with PATH unless MSG already starts with it. */
 int vt_path_error(const char *path, const char *msg);
+/*
+ * For the calls that return a message through char **errmsg_out: prints it (or
+ * vd_strerror(RC)) for PATH, frees it, returns VT_EXIT_ERROR.
+ */
+int vt_errmsg_error(const char *path, int rc, char *errmsg);
 
 /* Sizes: "16M", "16MiB", "4096" (powers of 1024). Returns 0 or -1. */
 int vt_parse_size(const char *text, uint64_t *out);
@@ -55,8 +63,19 @@ const char *vt_compat_name(enum vd_compat compat);
 const char *vt_type_name(enum vd_disk_type type);
 const char *vt_extent_name(int kind);
 
+/* Seconds from 1970 to 2000-01-01 UTC, the VHD time stamp epoch. */
+#define VT_VHD_EPOCH 946684800
+/* A footer UUID in raw byte order (as stored), 8-4-4-4-12. */
+const char *vt_uuid_text(const uint8_t uuid[16], char out[37]);
+int vt_uuid_is_null(const uint8_t uuid[16]);
+/* A VHD time stamp as "2026-11-30 11:00:35 UTC". */
+const char *vt_time_text(uint32_t vhd_time, char out[32]);
+
 /* Open PATH with vd_open; on failure prints the error and returns VT_EXIT_ERROR. */
 int vt_open(const char *path, unsigned flags, struct vd_disk **diskp, struct vd_info *info);
+/* The same, read-only, for checkpoint NAME's state of PATH (NULL: the active state). */
+int vt_open_state(const char *path, const char *checkpoint, struct vd_disk **diskp,
+		  struct vd_info *info);
 
 /*
  * One vd_map step, checked: sets *kind and *run_len (0 < run_len <= len). A
@@ -66,10 +85,10 @@ int vt_open(const char *path, unsigned flags, struct vd_disk **diskp, struct vd_
 int vt_map_step(struct vd_disk *disk, const char *path, uint64_t offset, uint64_t len, int *kind,
 		uint64_t *run_len);
 /*
- * 1 when a run of KIND is known to read as zeros. An unallocated run of a
- * differencing disk may be the parent's data, so only ZERO counts there.
+ * 1 when a run of KIND reads as zeros. On a chain vd_map answers for every
+ * layer, so UNALLOCATED means no layer holds the range: zeros there too.
  */
-int vt_run_is_zero(const struct vd_info *info, int kind);
+int vt_run_is_zero(int kind);
 
 int vt_is_zero(const void *buf, size_t len);
 /* Full write/read on a file descriptor, retrying short transfers and EINTR. */
