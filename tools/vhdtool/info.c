@@ -11,18 +11,19 @@
 
 #define CMD "info"
 
-enum { OPT_IMAGE = 256, OPT_CHECKPOINT };
+enum { OPT_IMAGE = 256, OPT_CHECKPOINT, OPT_NO_PARENT };
 
 struct info_args {
 	const char *path;
 	const char *checkpoint; /* --checkpoint NAME, or NULL */
 	int json;
 	int image_only;
+	int no_parent;
 };
 
 static void usage(void)
 {
-	printf("Usage: vhdtool info [--json] [--image | --checkpoint NAME] FILE\n\n"
+	printf("Usage: vhdtool info [--json] [--image | --checkpoint NAME] [--no-parent] FILE\n\n"
 	       "Show an image's format, type, sizes, UUID, creator, geometry, parent\n"
 	       "chain (leaf first) and any warnings found while opening it. For a disk\n"
 	       "with checkpoints this describes the active state (the image that takes\n"
@@ -31,6 +32,8 @@ static void usage(void)
 	       "      --image            describe exactly FILE, not the active state of\n"
 	       "                         its checkpoints\n"
 	       "      --checkpoint NAME  describe checkpoint NAME's state of FILE\n"
+	       "      --no-parent        read only FILE's own header, not its parent: shows\n"
+	       "                         what a child whose parent is missing records of it\n"
 	       "  -h, --help             show this help\n");
 }
 
@@ -133,19 +136,26 @@ static const char *chain_path(const struct vd_info *info, const char *path, int 
 	return info->chain && info->chain_length > 0 ? info->chain[i] : path;
 }
 
-static void print_parent(const struct vd_info *info, const char *path)
+static void print_parent(const struct vd_info *info, const struct info_args *a)
 {
+	const char *path = a->path;
 	char buf[40];
 	int i, n = chain_length(info);
 
-	printf("parent:        %s\n", info->parent ? info->parent : "(none)");
+	printf("parent:        %s\n", info->parent   ? info->parent
+				      : a->no_parent ? "(not opened: --no-parent)"
+						     : "(none)");
 	printf("parent uuid:   %s\n", vt_uuid_text(info->parent_uuid, buf));
 	if (info->parent_name)
 		printf("parent name:   %s\n", info->parent_name);
 	/* 0: the writer left it empty (Windows does). */
 	printf("parent time:   %s\n",
 	       info->parent_timestamp ? vt_time_text(info->parent_timestamp, buf) : "not recorded");
-	printf("chain:         %d images, leaf first; reads fall through to the parents\n", n);
+	if (a->no_parent)
+		printf("chain:         this image only (--no-parent)\n");
+	else
+		printf("chain:         %d images, leaf first; reads fall through to the parents\n",
+		       n);
 	for (i = 0; i < n; i++)
 		printf("  %*d  %s\n", n > 9 ? 2 : 1, i, chain_path(info, path, i));
 }
@@ -181,10 +191,10 @@ static void print_human(struct vd_disk *disk, const struct vd_info *info, const 
 	if (is_vhd(info))
 		print_identity(info);
 	if (is_differencing(info))
-		print_parent(info, a->path);
+		print_parent(info, a);
 	else if (info->parent)
 		printf("parent:        %s\n", info->parent);
-	if (!a->checkpoint && !a->image_only && is_vhd(info))
+	if (!a->checkpoint && !a->image_only && !a->no_parent && is_vhd(info))
 		print_checkpoints(a);
 	printf("warnings:      %d\n", n > 0 ? n : 0);
 	for (i = 0; i < n; i++)
@@ -277,6 +287,7 @@ static int parse_args(int argc, char **argv, struct info_args *a)
 		{"json", no_argument, NULL, 'j'},
 		{"image", no_argument, NULL, OPT_IMAGE},
 		{"checkpoint", required_argument, NULL, OPT_CHECKPOINT},
+		{"no-parent", no_argument, NULL, OPT_NO_PARENT},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -292,14 +303,16 @@ static int parse_args(int argc, char **argv, struct info_args *a)
 			a->image_only = 1;
 		} else if (opt == OPT_CHECKPOINT) {
 			a->checkpoint = optarg;
+		} else if (opt == OPT_NO_PARENT) {
+			a->no_parent = 1;
 		} else {
 			return vt_getopt_error(CMD, opt, argv);
 		}
 	}
 	if (optind != argc - 1)
 		return vt_usage_error(CMD, optind >= argc ? "missing FILE" : "too many arguments");
-	if (a->image_only && a->checkpoint)
-		return vt_usage_error(CMD, "--image and --checkpoint exclude each other");
+	if ((a->image_only || a->no_parent) && a->checkpoint)
+		return vt_usage_error(CMD, "--checkpoint excludes --image and --no-parent");
 	a->path = argv[optind];
 	return 0;
 }
@@ -314,7 +327,11 @@ int vt_cmd_info(int argc, char **argv)
 	rc = parse_args(argc, argv, &a);
 	if (rc)
 		return rc < 0 ? VT_EXIT_OK : rc;
-	if (a.image_only)
+	/* Without its parent a child is only itself: no checkpoint state applies. */
+	if (a.no_parent)
+		rc = vt_open(a.path, VD_OPEN_RDONLY | VD_OPEN_IMAGE_ONLY | VD_OPEN_NO_PARENT, &disk,
+			     &info);
+	else if (a.image_only)
 		rc = vt_open(a.path, VD_OPEN_RDONLY | VD_OPEN_IMAGE_ONLY, &disk, &info);
 	else
 		rc = vt_open_state(a.path, a.checkpoint, &disk, &info);
