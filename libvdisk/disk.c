@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "vdisk_int.h"
@@ -43,6 +44,56 @@ static struct vd_disk *disk_new(const char *path, unsigned flags)
 }
 
 /* Open the image file and its engine; a writer takes an exclusive lock. */
+/* The pid holding a flock on the file (from /proc/locks), or 0 when unknown. */
+static long lock_holder(const struct stat *st)
+{
+	FILE *fp = fopen("/proc/locks", "re");
+	char line[256], type[16];
+	unsigned maj, min;
+	unsigned long ino;
+	long pid, found = 0;
+
+	while (fp && !found && fgets(line, sizeof(line), fp))
+		if (sscanf(line, "%*s %15s %*s %*s %ld %x:%x:%lu", type, &pid, &maj, &min, &ino) ==
+			    5 &&
+		    strcmp(type, "FLOCK") == 0 && ino == (unsigned long)st->st_ino &&
+		    maj == major(st->st_dev) && min == minor(st->st_dev) && pid != (long)getpid())
+			found = pid;
+	if (fp)
+		fclose(fp);
+	return found;
+}
+
+static int busy(struct vd_disk *d, const struct stat *st, const char *what)
+{
+	long pid = lock_holder(st);
+
+	if (pid > 0)
+		return vd_error(d, -EBUSY, "", UINT64_MAX,
+				"%s by process %ld; close it there first", what, pid);
+	return vd_error(d, -EBUSY, "", UINT64_MAX, "%s; close it there first", what);
+}
+
+/*
+ * A writer holds an exclusive lock; a parent held open under a child a shared
+ * one, so nobody writes a parent while a child reads through it. Read-only
+ * opens of an image take no lock: reading a parent in use is allowed.
+ */
+static int take_lock(struct vd_disk *d, int oflags, const struct stat *st)
+{
+	if ((oflags & O_ACCMODE) == O_RDWR && !(d->flags & VD_OPEN_NOLOCK_) &&
+	    flock(d->file.fd, LOCK_EX | LOCK_NB) < 0)
+		return errno == EWOULDBLOCK
+			       ? busy(d, st, "image is open for writing (or read through a child)")
+			       : vd_error(d, -errno, "", UINT64_MAX, "cannot lock: %s",
+					  strerror(errno));
+	if (d->child && flock(d->file.fd, LOCK_SH | LOCK_NB) < 0)
+		return errno == EWOULDBLOCK ? busy(d, st, "parent image is open for writing")
+					    : vd_error(d, -errno, "", UINT64_MAX, "cannot lock: %s",
+						       strerror(errno));
+	return 0;
+}
+
 static int file_open(struct vd_disk *d, int oflags, mode_t mode, const char *engine)
 {
 	char err[200];
@@ -59,10 +110,11 @@ static int file_open(struct vd_disk *d, int oflags, mode_t mode, const char *eng
 		return vd_error(d, -EISDIR, "", UINT64_MAX, "is a directory, not a disk image");
 	d->file.size = (uint64_t)st.st_size;
 	d->file.path = d->path;
-	if ((oflags & O_ACCMODE) == O_RDWR && flock(d->file.fd, LOCK_EX | LOCK_NB) < 0)
-		return vd_error(
-			d, errno == EWOULDBLOCK ? -EBUSY : -errno, "", UINT64_MAX,
-			"image is open for writing by another process; close it there first");
+	d->dev = st.st_dev;
+	d->ino = st.st_ino;
+	rc = take_lock(d, oflags, &st);
+	if (rc < 0)
+		return rc;
 	rc = vd_io_engine_start(engine, &d->file.eng, err, sizeof(err));
 	if (rc < 0)
 		return vd_error(d, rc, "", UINT64_MAX, "%s", err);
@@ -297,7 +349,7 @@ int vd_get_info(struct vd_disk *d, struct vd_info *info)
 	memset(info, 0, sizeof(*info));
 	info->path = d->path;
 	info->file_size = d->file.size;
-	info->parent = d->parent ? d->parent->path : NULL;
+	info->parent = d->parent ? d->parent->path : d->parent_hint;
 	info->parent_name = d->parent_name;
 	if (!d->chain && build_chain(d) < 0)
 		return vd_error(d, -ENOMEM, "", UINT64_MAX, "out of memory");
@@ -343,6 +395,14 @@ static int child_layout(struct vd_disk *d, struct vd_create_opts *o, struct vd_p
 		return rc;
 	}
 	vd_get_info(p, &pi);
+	if (pi.chain_length > VD_MAX_CHAIN_DEPTH) {
+		vd_close(p);
+		return vd_error(
+			d, -ELOOP, "", UINT64_MAX,
+			"the parent's chain already has %d images; a child would make it deeper than the "
+			"limit of %d levels",
+			pi.chain_length, VD_MAX_CHAIN_DEPTH);
+	}
 	o->size = pi.virtual_size;
 	if (!o->block_size)
 		o->block_size = pi.block_size ? pi.block_size : (2u << 20);
@@ -418,5 +478,8 @@ int vd_create(const char *path, const struct vd_create_opts *opts, struct vd_dis
 	oo.format = drv->name;
 	oo.engine = o.engine;
 	vd_close(d);
-	return vd_open(path, &oo, diskp);
+	rc = vd_open(path, &oo, diskp);
+	if (rc < 0)
+		unlink(path); /* an image its creator cannot open helps nobody */
+	return rc;
 }

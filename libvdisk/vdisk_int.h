@@ -128,6 +128,8 @@ extern const struct vd_driver vd_vhd_driver;
 
 /* Internal open flag: collect per-entry problems as warnings and go on (vd_check_path). */
 #define VD_OPEN_CHECK_ 0x40000000u
+/* Internal: a writer the library orders itself against a reader of the same file. */
+#define VD_OPEN_NOLOCK_ 0x20000000u
 
 struct vd_note {
 	char *field;
@@ -145,6 +147,7 @@ struct vd_disk {
 	char **chain; /* paths, leaf first, for vd_info */
 	int chain_length;
 	char *parent_name; /* for vd_info */
+	char *parent_hint; /* VD_OPEN_NO_PARENT: where the parent would be found */
 	unsigned flags;
 	const struct vd_driver *drv;
 	void *state;
@@ -192,6 +195,8 @@ void vd_chain_close(struct vd_disk *disk);
 int vd_chain_check_dependents(struct vd_disk *disk);
 /* A chain-wide map: ALLOCATED where any layer holds data. */
 int vd_chain_map(struct vd_disk *disk, uint64_t offset, uint64_t len, uint64_t *run_len);
+/* Checkpoints (avhd/ckpt.c): is FILE in DIR a frozen image of a tree there (WHY says which)? */
+int vd_ckpt_is_frozen(const char *dir, const char *file, char *why, size_t len);
 /* Checkpoints (avhd/ckpt.c): the image vd_open should open for PATH, malloc'd. */
 int vd_ckpt_resolve(struct vd_disk *disk, const char *checkpoint, unsigned *flags, char **image);
 

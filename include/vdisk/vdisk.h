@@ -47,6 +47,13 @@ struct vd_disk;
  */
 #define VD_OPEN_NO_PARENT 0x10u
 
+/*
+ * Chain errors: a missing parent is -ENOENT (the message lists every path
+ * tried), a parent whose UUID differs from the child's record -EUCLEAN (the
+ * message names both UUIDs), a loop or a chain deeper than the limit -ELOOP.
+ * With VD_OPEN_NO_PARENT, vd_info.parent is where the parent would be found
+ * (a file whose UUID matches), or NULL.
+ */
 /* Parent chains are followed up to this many levels above the image opened. */
 #define VD_MAX_CHAIN_DEPTH 256
 
@@ -190,6 +197,7 @@ int vd_fixed_footer(const struct vd_create_opts *opts, uint8_t footer[512]);
  * Re-link CHILD (a differencing disk) to PARENT, e.g. after the parent moved or
  * was copied: PARENT's UUID must equal the one CHILD records. Writes the parent
  * name, the time stamp and W2ru (relative), W2ku (absolute) and MacX locators.
+ * The new time stamp replaces the old one, so a mismatch reported before is gone.
  * Returns 0 or -errno with a message in *errmsg_out (free with vd_free_string).
  */
 int vd_set_parent(const char *child, const char *parent, char **errmsg_out);
@@ -224,7 +232,11 @@ struct vd_checkpoint_tree {
 	struct vd_checkpoint *checkpoints; /* in creation order */
 };
 
-/* A disk without checkpoints gives count 0 and active == disk. */
+/*
+ * A disk without checkpoints gives count 0 and active == disk. Deleting the last
+ * checkpoint folds the active state back into the base (Hyper-V does the same),
+ * so afterwards too active == disk. A missing DISK is -ENOENT.
+ */
 int vd_checkpoint_list(const char *disk, struct vd_checkpoint_tree **tree, char **errmsg_out);
 void vd_checkpoint_tree_free(struct vd_checkpoint_tree *tree);
 

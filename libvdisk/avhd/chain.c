@@ -182,6 +182,43 @@ static int try_parent(struct vd_disk *d, const char *cand, const struct vd_paren
 	return 1;
 }
 
+/* The UUID in the footer of the file at PATH (end copy, else the copy at 0). */
+static int file_uuid(const char *path, uint8_t uuid[16])
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	uint8_t buf[VD_FOOTER_SIZE];
+	struct vd_footer f;
+	struct stat st;
+	int ok = 0;
+
+	if (fd < 0)
+		return 0;
+	if (fstat(fd, &st) == 0 && st.st_size >= 512 &&
+	    ((pread(fd, buf, 512, st.st_size - 512) == 512 && vd_footer_decode(buf, &f) == 0) ||
+	     (pread(fd, buf, 512, 0) == 512 && vd_footer_decode(buf, &f) == 0))) {
+		memcpy(uuid, f.uuid, 16);
+		ok = 1;
+	}
+	close(fd);
+	return ok;
+}
+
+/* Without opening it: where the parent would be found (for info on a lone child). */
+static int locate_parent(struct vd_disk *d, const struct vd_parent_ref *ref)
+{
+	struct candidates c = {{0}, 0};
+	char *dir = dir_of(d->path);
+	uint8_t uuid[16];
+
+	build_candidates(ref, dir, &c);
+	free(dir);
+	for (int i = 0; i < c.n && !d->parent_hint; i++)
+		if (file_uuid(c.path[i], uuid) && memcmp(uuid, ref->uuid, 16) == 0)
+			d->parent_hint = strdup(c.path[i]);
+	free_candidates(&c);
+	return 0;
+}
+
 int vd_chain_open_parent(struct vd_disk *d, unsigned flags)
 {
 	struct vd_parent_ref *ref;
@@ -199,7 +236,7 @@ int vd_chain_open_parent(struct vd_disk *d, unsigned flags)
 		goto out;
 	d->parent_name = strdup(ref->name);
 	if (flags & VD_OPEN_NO_PARENT) {
-		rc = 0;
+		rc = locate_parent(d, ref);
 		goto out;
 	}
 	if (d->depth >= VD_MAX_CHAIN_DEPTH) {
@@ -251,6 +288,8 @@ void vd_chain_close(struct vd_disk *d)
 	d->chain_length = 0;
 	free(d->parent_name);
 	d->parent_name = NULL;
+	free(d->parent_hint);
+	d->parent_hint = NULL;
 }
 
 int vd_backing_pread(struct vd_disk *d, void *buf, size_t len, uint64_t off)
@@ -330,13 +369,20 @@ static int names_parent(int fd, const uint8_t uuid[16])
 int vd_chain_check_dependents(struct vd_disk *d)
 {
 	struct vd_info info;
-	char *dir = dir_of(d->path), found[VD_PATH_MAX] = "";
+	char *dir = dir_of(d->path), found[VD_PATH_MAX] = "", why[VD_PATH_MAX * 2];
 	struct dirent *e;
 	DIR *dp;
 
 	if (!dir || vd_get_info(d, &info) < 0 || strcmp(info.format, "vhd") != 0) {
 		free(dir);
 		return 0;
+	}
+	if (vd_ckpt_is_frozen(dir, base_name(d->path), why, sizeof(why))) {
+		free(dir);
+		return vd_error(d, -EBUSY, "", UINT64_MAX,
+				"%s; writing here would change a saved state (apply the checkpoint "
+				"and write to the active state instead)",
+				why);
 	}
 	dp = opendir(dir);
 	while (dp && !found[0] && (e = readdir(dp))) {

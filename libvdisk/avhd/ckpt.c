@@ -34,10 +34,10 @@ struct ckpt {
 
 struct tree {
 	char dir[VD_PATH_MAX];
-	char disk[VD_PATH_MAX];	    /* file name of the base */
+	char disk[VD_PATH_MAX];		     /* file name of the base */
 	char manifest[2 * VD_PATH_MAX + 16]; /* absolute */
-	char *active;		    /* file name */
-	char *current;		    /* checkpoint name or NULL */
+	char *active;			     /* file name */
+	char *current;			     /* checkpoint name or NULL */
 	int n;
 	struct ckpt *c;
 	char err[1024];
@@ -167,6 +167,10 @@ static int tree_load(struct tree *t, const char *disk)
 	memset(t, 0, sizeof(*t));
 	if (!copy)
 		return -ENOMEM;
+	if (access(disk, F_OK) < 0) {
+		free(copy);
+		return fail(t, -errno, "%s: %s", disk, strerror(errno));
+	}
 	base = basename(copy);
 	snprintf(t->disk, sizeof(t->disk), "%s", base);
 	free(copy);
@@ -237,14 +241,80 @@ static int tree_save(struct tree *t)
 	return 0;
 }
 
-static int referenced(const struct tree *t, const char *file)
+struct names {
+	int n;
+	char **v;
+};
+
+static void names_free(struct names *ns)
 {
-	if (strcmp(file, t->active) == 0 || strcmp(file, t->disk) == 0)
-		return 1;
-	for (int i = 0; i < t->n; i++)
-		if (strcmp(file, t->c[i].image) == 0)
+	for (int i = 0; i < ns->n; i++)
+		free(ns->v[i]);
+	free(ns->v);
+	ns->n = 0;
+	ns->v = NULL;
+}
+
+static int names_has(const struct names *ns, const char *name)
+{
+	for (int i = 0; i < ns->n; i++)
+		if (strcmp(ns->v[i], name) == 0)
 			return 1;
 	return 0;
+}
+
+static int names_add(struct names *ns, const char *name)
+{
+	char **grown;
+
+	if (names_has(ns, name))
+		return 0;
+	grown = realloc(ns->v, sizeof(char *) * (size_t)(ns->n + 1));
+	if (!grown)
+		return -ENOMEM;
+	ns->v = grown;
+	ns->v[ns->n] = strdup(name);
+	return ns->v[ns->n] ? (ns->n++, 0) : -ENOMEM;
+}
+
+/* The files of FILE's chain that live in the tree's folder, leaf first. */
+static int chain_of(struct tree *t, const char *file, struct names *out)
+{
+	struct vd_open_opts o = {.flags = VD_OPEN_RDONLY | VD_OPEN_IMAGE_ONLY};
+	char path[VD_PATH_MAX * 2], real[VD_PATH_MAX];
+	struct vd_disk *d;
+	struct vd_info in;
+	size_t dl = strlen(t->dir);
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	snprintf(path, sizeof(path), "%s/%s", t->dir, file);
+	rc = vd_open(path, &o, &d);
+	if (rc == 0)
+		rc = vd_get_info(d, &in);
+	for (int i = 0; rc == 0 && i < in.chain_length; i++)
+		if (realpath(in.chain[i], real) && strncmp(real, t->dir, dl) == 0 &&
+		    real[dl] == '/' && !strchr(real + dl + 1, '/'))
+			rc = names_add(out, real + dl + 1);
+	if (rc < 0)
+		fail(t, rc, "%s", vd_errmsg(d));
+	vd_close(d);
+	return rc;
+}
+
+/* Every file some state still reads: the chains of the active image and each checkpoint. */
+static int needed_files(struct tree *t, struct names *need)
+{
+	struct names one;
+	int rc = names_add(need, t->disk);
+
+	for (int i = -1; rc == 0 && i < t->n; i++) {
+		rc = chain_of(t, i < 0 ? t->active : t->c[i].image, &one);
+		for (int k = 0; rc == 0 && k < one.n; k++)
+			rc = names_add(need, one.v[k]);
+		names_free(&one);
+	}
+	return rc;
 }
 
 /* Our own AVHD names: STEM_XXXXXXXX.avhd (8 hex digits). */
@@ -261,20 +331,27 @@ static int ours(const struct tree *t, const char *file)
 	return strspn(file + stem + 1, "0123456789abcdef") == 8;
 }
 
-/* Files this tree made and no longer references (left by a crash or a delete). */
-static void remove_strays(const struct tree *t)
+/* Files this tree made that no state reads any more (left by a crash or a delete). */
+static void remove_strays(struct tree *t)
 {
-	DIR *dp = opendir(t->dir);
+	struct names need = {0, NULL};
+	DIR *dp;
 	struct dirent *e;
 	char path[VD_PATH_MAX * 2];
 
+	if (needed_files(t, &need) < 0) {
+		names_free(&need);
+		return; /* when in doubt, keep the files */
+	}
+	dp = opendir(t->dir);
 	while (dp && (e = readdir(dp)))
-		if (ours(t, e->d_name) && !referenced(t, e->d_name)) {
+		if (ours(t, e->d_name) && !names_has(&need, e->d_name)) {
 			snprintf(path, sizeof(path), "%s/%s", t->dir, e->d_name);
 			unlink(path);
 		}
 	if (dp)
 		closedir(dp);
+	names_free(&need);
 }
 
 /* A new AVHD on PARENT (a file name in the tree); its file name in OUT. */
@@ -378,45 +455,23 @@ int vd_checkpoint_apply(const char *disk, const char *name, char **errmsg)
 	return finish(&t, rc, errmsg);
 }
 
-/* Open FILE of the tree alone (no parent) to learn its UUIDs. */
-static int image_info(struct tree *t, const char *file, uint8_t uuid[16], uint8_t parent[16])
+/* The files whose parent is IMAGE, among every chain of the tree: how many, and one. */
+static int children_of(struct tree *t, const char *image, char *child, size_t len)
 {
-	struct vd_open_opts o = {.flags = VD_OPEN_RDONLY | VD_OPEN_IMAGE_ONLY | VD_OPEN_NO_PARENT};
-	char path[VD_PATH_MAX * 2];
-	struct vd_disk *d;
-	struct vd_info in;
-	int rc;
+	struct names kids = {0, NULL}, one;
+	int rc = 0, n;
 
-	abs_image(t, file, path, sizeof(path));
-	rc = vd_open(path, &o, &d);
-	if (rc == 0 && (rc = vd_get_info(d, &in)) == 0) {
-		memcpy(uuid, in.uuid, 16);
-		memcpy(parent, in.parent_uuid, 16);
-	}
-	if (rc < 0)
-		fail(t, rc, "%s", vd_errmsg(d));
-	vd_close(d);
-	return rc;
-}
-
-/* The images of the tree whose parent is IMAGE: how many, and one of them. */
-static int children_of(struct tree *t, const char *image, const char **child)
-{
-	uint8_t uuid[16], u[16], p[16];
-	int n = 0, rc = image_info(t, image, uuid, p);
-
-	*child = NULL;
 	for (int i = -1; rc == 0 && i < t->n; i++) {
-		const char *f = i < 0 ? t->active : t->c[i].image;
-
-		if (strcmp(f, image) == 0 || (*child && strcmp(f, *child) == 0))
-			continue;
-		rc = image_info(t, f, u, p);
-		if (rc == 0 && memcmp(p, uuid, 16) == 0) {
-			n++;
-			*child = f;
-		}
+		rc = chain_of(t, i < 0 ? t->active : t->c[i].image, &one);
+		for (int k = 1; rc == 0 && k < one.n; k++)
+			if (strcmp(one.v[k], image) == 0)
+				rc = names_add(&kids, one.v[k - 1]);
+		names_free(&one);
 	}
+	n = kids.n;
+	if (rc == 0 && n > 0)
+		snprintf(child, len, "%s", kids.v[0]);
+	names_free(&kids);
 	return rc < 0 ? rc : n;
 }
 
@@ -447,10 +502,11 @@ static int pull_into_child(struct tree *t, const char *child)
 							    ? run
 							    : d->parent->virtual_size - off,
 						    &prun);
+		if (pkind != 0 && prun > 0 && prun < run)
+			run = prun; /* the parent's run may end (and data start) inside ours */
 		if (kind < 0 || pkind < 0)
 			rc = kind < 0 ? kind : pkind;
 		else if (pkind == VD_EXTENT_ALLOCATED) {
-			run = prun < run ? prun : run;
 			rc = vd_pread(d, buf, (size_t)run, off);
 			if (rc == 0)
 				rc = vd_pwrite(d, buf, (size_t)run, off);
@@ -488,6 +544,46 @@ static int parent_path(struct tree *t, const char *image, char *out, size_t len)
 	return rc;
 }
 
+/* Copy into B every run that a layer of APATH's chain above B holds. */
+static int copy_upper_layers(struct tree *t, const char *apath, struct vd_disk *b, uint8_t *buf)
+{
+	struct vd_open_opts ao = {.flags = VD_OPEN_RDONLY | VD_OPEN_IMAGE_ONLY};
+	struct vd_disk *a, *l;
+	uint64_t off = 0;
+	int rc = vd_open(apath, &ao, &a);
+
+	if (rc < 0) {
+		fail(t, rc, "%s", vd_errmsg(a));
+		vd_close(a);
+		return rc;
+	}
+	while (rc == 0 && off < a->virtual_size) {
+		uint64_t len =
+			a->virtual_size - off < (1u << 20) ? a->virtual_size - off : (1u << 20);
+		uint64_t run = len, r;
+		int held = 0;
+
+		/* Every layer above the base: does one of them hold this run? */
+		for (l = a; l && !(l->dev == b->dev && l->ino == b->ino); l = l->parent) {
+			int kind = l->drv->map(l->state, off, run, &r);
+
+			if (kind < 0) {
+				rc = kind;
+				break;
+			}
+			run = r < run && r ? r : run;
+			held |= kind == VD_EXTENT_ALLOCATED;
+		}
+		if (rc == 0 && held && (rc = vd_pread(a, buf, (size_t)run, off)) == 0)
+			rc = vd_pwrite(b, buf, (size_t)run, off);
+		off += run;
+	}
+	if (rc < 0)
+		fail(t, rc, "folding into the base: %s / %s", vd_errmsg(a), vd_errmsg(b));
+	vd_close(a);
+	return rc;
+}
+
 /* NAME's image has exactly one child: fold it into that child, then drop it. */
 static int merge_into_child(struct tree *t, const char *image, const char *child)
 {
@@ -501,14 +597,6 @@ static int merge_into_child(struct tree *t, const char *image, const char *child
 		fail(t, rc, "%s", msg ? msg : vd_strerror(rc));
 	free(msg);
 	return rc;
-}
-
-static void unlink_image(const struct tree *t, const char *file)
-{
-	char path[VD_PATH_MAX * 2];
-
-	abs_image(t, file, path, sizeof(path));
-	unlink(path);
 }
 
 /* Remove NAME from the tree: its children hang from its parent now. */
@@ -527,19 +615,59 @@ static int unlink_name(struct tree *t, struct ckpt *k)
 	free(k->name);
 	free(parent);
 	free(image);
-	*k = t->c[--t->n];
+	/* Keep creation order: list shows the tree as it grew. */
+	memmove(k, k + 1, sizeof(*k) * (size_t)(t->c + t->n - (k + 1)));
+	t->n--;
 	return 0;
 }
 
 /*
+ * With no checkpoint left, the active state goes back into the base, as
+ * Hyper-V does: every run some image above the base holds is copied into the
+ * base (the active state reads the same meanwhile), then the manifest goes,
+ * and the AVHDs become strays.
+ */
+static int fold_into_base(struct tree *t)
+{
+	/*
+	 * The base is written while the active chain reads through it: the chain
+	 * holds the base's shared lock, so this writer (the library itself, which
+	 * orders the two) skips the exclusive one.
+	 */
+	struct vd_open_opts bo = {.flags = VD_OPEN_RDWR | VD_OPEN_IMAGE_ONLY | VD_OPEN_FORCE |
+					   VD_OPEN_NOLOCK_};
+	char bpath[VD_PATH_MAX * 2], apath[VD_PATH_MAX * 2];
+	struct vd_disk *b = NULL;
+	uint8_t *buf = malloc(1u << 20);
+	int rc = buf ? 0 : -ENOMEM;
+
+	abs_image(t, t->disk, bpath, sizeof(bpath));
+	abs_image(t, t->active, apath, sizeof(apath));
+	if (rc == 0 && (rc = vd_open(bpath, &bo, &b)) < 0)
+		fail(t, rc, "%s", vd_errmsg(b));
+	if (rc == 0)
+		rc = copy_upper_layers(t, apath, b, buf);
+	if (rc == 0 && (rc = vd_flush(b)) < 0)
+		fail(t, rc, "%s", vd_errmsg(b));
+	vd_close(b);
+	free(buf);
+	if (rc == 0 && unlink(t->manifest) < 0)
+		rc = fail(t, -errno, "%s: %s", t->manifest, strerror(errno));
+	if (rc == 0)
+		rc = sync_dir(t->dir);
+	if (rc == 0)
+		rc = set_str(&t->active, t->disk);
+	return rc;
+}
+
+/*
  * Crash-safe in its order: the merge leaves every state's content unchanged,
- * the re-link too; then the manifest drops NAME; the image goes last, and a
- * crash before that leaves a stray file that the next operation removes.
+ * the re-link too; then the manifest drops NAME; files go last, and a crash
+ * before that leaves strays of ours that the next operation removes.
  */
 int vd_checkpoint_delete(const char *disk, const char *name, char **errmsg)
 {
-	char image[VD_PATH_MAX];
-	const char *child = NULL;
+	char image[VD_PATH_MAX], child[VD_PATH_MAX];
 	struct ckpt *k = NULL;
 	struct tree t;
 	int rc = tree_load(&t, disk), nchildren = 0;
@@ -549,16 +677,16 @@ int vd_checkpoint_delete(const char *disk, const char *name, char **errmsg)
 	if (rc == 0)
 		snprintf(image, sizeof(image), "%s", k->image);
 	if (rc == 0 && strcmp(image, t.disk) != 0)
-		nchildren = rc = children_of(&t, image, &child);
+		nchildren = rc = children_of(&t, image, child, sizeof(child));
+	/* One child: nothing else needs the data separately. Two or more share it. */
 	if (rc >= 0 && nchildren == 1)
 		rc = merge_into_child(&t, image, child);
 	if (rc >= 0)
 		rc = unlink_name(&t, k);
-	if (rc == 0)
+	if (rc == 0 && t.n == 0 && strcmp(t.active, t.disk) != 0)
+		rc = fold_into_base(&t);
+	else if (rc == 0)
 		rc = tree_save(&t);
-	/* With two or more children the data is still shared: the image stays. */
-	if (rc == 0 && strcmp(image, t.disk) != 0 && nchildren <= 1 && !referenced(&t, image))
-		unlink_image(&t, image);
 	if (rc == 0)
 		remove_strays(&t);
 	return finish(&t, rc < 0 ? rc : 0, errmsg);
@@ -611,6 +739,46 @@ void vd_checkpoint_tree_free(struct vd_checkpoint_tree *r)
 	free((char *)r->active);
 	free((char *)r->current);
 	free(r);
+}
+
+/*
+ * The guard for writers: is FILE (a name in DIR) the base or a frozen image of a
+ * checkpoint tree recorded in DIR? Then its writes would change saved states.
+ */
+int vd_ckpt_is_frozen(const char *dir, const char *file, char *why, size_t len)
+{
+	DIR *dp = opendir(dir);
+	struct dirent *e;
+	int found = 0;
+
+	while (dp && !found && (e = readdir(dp))) {
+		size_t n = strlen(e->d_name), suffix = strlen(".checkpoints");
+		char disk[VD_PATH_MAX * 2];
+		struct tree t;
+
+		if (n <= suffix || strcmp(e->d_name + n - suffix, ".checkpoints") != 0)
+			continue;
+		snprintf(disk, sizeof(disk), "%s/%.*s", dir, (int)(n - suffix), e->d_name);
+		if (tree_load(&t, disk) == 0) {
+			for (int i = 0; i < t.n && !found; i++)
+				if (strcmp(t.c[i].image, file) == 0 &&
+				    strcmp(t.active, file) != 0) {
+					snprintf(why, len, "it holds checkpoint '%s' of %s",
+						 t.c[i].name, disk);
+					found = 1;
+				}
+			if (!found && strcmp(t.disk, file) == 0 && strcmp(t.active, file) != 0) {
+				snprintf(why, len,
+					 "it is the base of %s's checkpoints (writes go to %s/%s)",
+					 disk, t.dir, t.active);
+				found = 1;
+			}
+		}
+		tree_free(&t);
+	}
+	if (dp)
+		closedir(dp);
+	return found;
 }
 
 int vd_ckpt_resolve(struct vd_disk *d, const char *checkpoint, unsigned *flags, char **image)

@@ -27,8 +27,13 @@ static void read_locator(struct vhd *v, int i, struct vd_parent_ref *ref)
 	int64_t space = vd_locator_space_bytes(l->data_space);
 	uint8_t *data;
 
-	if (!is_path_locator(l->code))
+	if (l->code == VD_LOC_NONE || l->code == VD_LOC_MAC)
+		return; /* empty, or a classic Mac OS alias we cannot follow */
+	if (!is_path_locator(l->code)) {
+		vd_warn(v->disk, "header.locator", entry,
+			"parent locator %d has unknown code 0x%08x; ignored", i, l->code);
 		return;
+	}
 	if (space < 0 || l->data_length > LOC_DATA_MAX || l->data_offset > v->file->size ||
 	    l->data_length > v->file->size - l->data_offset ||
 	    (space > 0 && l->data_length > (uint64_t)space)) {
