@@ -84,13 +84,15 @@ static int take_lock(struct vd_disk *d, int oflags, const struct stat *st)
 	if ((oflags & O_ACCMODE) == O_RDWR && !(d->flags & VD_OPEN_NOLOCK_) &&
 	    flock(d->file.fd, LOCK_EX | LOCK_NB) < 0)
 		return errno == EWOULDBLOCK
-			       ? busy(d, st, "image is open for writing (or read through a child)")
+			       ? busy(d, st,
+				      "image is locked: open for writing, or read through a child,")
 			       : vd_error(d, -errno, "", UINT64_MAX, "cannot lock: %s",
 					  strerror(errno));
 	if (d->child && flock(d->file.fd, LOCK_SH | LOCK_NB) < 0)
-		return errno == EWOULDBLOCK ? busy(d, st, "parent image is open for writing")
-					    : vd_error(d, -errno, "", UINT64_MAX, "cannot lock: %s",
-						       strerror(errno));
+		return errno == EWOULDBLOCK
+			       ? busy(d, st, "parent image is locked: open for writing")
+			       : vd_error(d, -errno, "", UINT64_MAX, "cannot lock: %s",
+					  strerror(errno));
 	return 0;
 }
 
@@ -397,11 +399,11 @@ static int child_layout(struct vd_disk *d, struct vd_create_opts *o, struct vd_p
 	vd_get_info(p, &pi);
 	if (pi.chain_length > VD_MAX_CHAIN_DEPTH) {
 		vd_close(p);
-		return vd_error(
-			d, -ELOOP, "", UINT64_MAX,
-			"the parent's chain already has %d images; a child would make it deeper than the "
-			"limit of %d levels",
-			pi.chain_length, VD_MAX_CHAIN_DEPTH);
+		return vd_error(d, -ELOOP, "", UINT64_MAX,
+				"the parent's chain already has %d images; a child would make it "
+				"deeper than the "
+				"limit of %d levels",
+				pi.chain_length, VD_MAX_CHAIN_DEPTH);
 	}
 	o->size = pi.virtual_size;
 	if (!o->block_size)

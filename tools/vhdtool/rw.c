@@ -227,7 +227,8 @@ static int open_for_writing(const struct rw_args *a, struct vd_disk **diskp, str
 
 	if (rc == 0)
 		rc = vd_get_info(disk, info);
-	if (rc == -EBUSY && !a->force) {
+	/* A lock held by another process is not what --force is for; dependents are. */
+	if (rc == -EBUSY && !a->force && !strstr(vd_errmsg(disk), "locked")) {
 		const char *why = disk && *vd_errmsg(disk) ? vd_errmsg(disk) : vd_strerror(rc);
 		char msg[1024];
 
