@@ -117,7 +117,7 @@ static int file_open(struct vd_disk *d, int oflags, mode_t mode, const char *eng
 	rc = take_lock(d, oflags, &st);
 	if (rc < 0)
 		return rc;
-	rc = vd_io_engine_start(engine, &d->file.eng, err, sizeof(err));
+	rc = vd_io_engine_start(engine, d->path, &d->file.eng, err, sizeof(err));
 	if (rc < 0)
 		return vd_error(d, rc, "", UINT64_MAX, "%s", err);
 	d->file_open = 1;

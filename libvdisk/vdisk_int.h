@@ -31,8 +31,12 @@ struct vd_io_req {
 struct vd_io_engine_ops {
 	const char *name;
 	size_t state_size;
-	/* 0, or -errno with a reason in ERR (an engine that cannot work here). */
-	int (*init)(void *state, char *err, size_t errlen);
+	/*
+	 * 0, or -errno with a reason in ERR (an engine that cannot work here).
+	 * OPTIONS is what followed "name:" in the engine spec ("" if nothing); PATH
+	 * the image file the engine serves (wrapping engines filter or log by it).
+	 */
+	int (*init)(void *state, const char *options, const char *path, char *err, size_t errlen);
 	void (*fini)(void *state);
 	int (*submit)(void *state, struct vd_io_req *req);
 	/* Complete at least MIN requests (calling their done); returns how many. */
@@ -45,7 +49,16 @@ struct vd_io_engine {
 };
 
 const struct vd_io_engine_ops *vd_io_engine_find(const char *name);
-int vd_io_engine_start(const char *name, struct vd_io_engine **out, char *err, size_t errlen);
+/*
+ * Start the engine SPEC ("name" or "name:options", e.g. "fault:nth=3,err=ENOSPC";
+ * NULL or "": $VDISK_ENGINE, else psync) for the file PATH.
+ */
+int vd_io_engine_start(const char *spec, const char *path, struct vd_io_engine **out, char *err,
+		       size_t errlen);
+/* Wrapping engines: the value of KEY in "k=v,k=v" OPTIONS into OUT; 1 if present. */
+int vd_io_option(const char *options, const char *key, char *out, size_t len);
+/* Run one request to completion on ENG (for engines that wrap another). */
+ssize_t vd_io_run(struct vd_io_engine *eng, struct vd_io_req *req);
 void vd_io_engine_stop(struct vd_io_engine *eng);
 
 /* ---- image files: an fd driven through an engine, with synchronous helpers ---- */

@@ -10,9 +10,13 @@
 #include "vdisk_int.h"
 
 extern const struct vd_io_engine_ops vd_psync_engine;
+extern const struct vd_io_engine_ops vd_fault_engine;
+extern const struct vd_io_engine_ops vd_crash_engine;
 
 static const struct vd_io_engine_ops *const engines[] = {
 	&vd_psync_engine,
+	&vd_fault_engine,
+	&vd_crash_engine,
 };
 
 const struct vd_io_engine_ops *vd_io_engine_find(const char *name)
@@ -23,19 +27,25 @@ const struct vd_io_engine_ops *vd_io_engine_find(const char *name)
 	return NULL;
 }
 
-int vd_io_engine_start(const char *name, struct vd_io_engine **out, char *err, size_t errlen)
+int vd_io_engine_start(const char *spec, const char *path, struct vd_io_engine **out, char *err,
+		       size_t errlen)
 {
 	const struct vd_io_engine_ops *ops;
 	struct vd_io_engine *eng;
+	const char *colon;
+	char name[32];
 	int rc;
 
-	if (!name || !*name)
-		name = getenv("VDISK_ENGINE");
-	if (!name || !*name || strcmp(name, "auto") == 0)
-		name = "psync";
+	if (!spec || !*spec)
+		spec = getenv("VDISK_ENGINE");
+	if (!spec || !*spec || strcmp(spec, "auto") == 0)
+		spec = "psync";
+	colon = strchr(spec, ':');
+	snprintf(name, sizeof(name), "%.*s", colon ? (int)(colon - spec) : (int)strlen(spec), spec);
 	ops = vd_io_engine_find(name);
 	if (!ops) {
-		snprintf(err, errlen, "unknown I/O engine '%s' (available: psync)", name);
+		snprintf(err, errlen, "unknown I/O engine '%s' (available: psync, fault, crash)",
+			 name);
 		return -EINVAL;
 	}
 	eng = calloc(1, sizeof(*eng) + ops->state_size);
@@ -45,12 +55,29 @@ int vd_io_engine_start(const char *name, struct vd_io_engine **out, char *err, s
 	}
 	eng->ops = ops;
 	eng->state = eng + 1;
-	rc = ops->init(eng->state, err, errlen);
+	rc = ops->init(eng->state, colon ? colon + 1 : "", path ? path : "", err, errlen);
 	if (rc < 0) {
 		free(eng);
 		return rc;
 	}
 	*out = eng;
+	return 0;
+}
+
+int vd_io_option(const char *options, const char *key, char *out, size_t len)
+{
+	size_t klen = strlen(key);
+
+	for (const char *p = options; p && *p;) {
+		const char *end = strchr(p, ',');
+		size_t n = end ? (size_t)(end - p) : strlen(p);
+
+		if (n > klen && strncmp(p, key, klen) == 0 && p[klen] == '=') {
+			snprintf(out, len, "%.*s", (int)(n - klen - 1), p + klen + 1);
+			return 1;
+		}
+		p = end ? end + 1 : NULL;
+	}
 	return 0;
 }
 
@@ -75,28 +102,24 @@ static void sync_done(struct vd_io_req *req, ssize_t res)
 	w->res = res;
 }
 
-static ssize_t file_io(struct vd_file *f, enum vd_io_op op, void *buf, size_t len, uint64_t offset)
+ssize_t vd_io_run(struct vd_io_engine *eng, struct vd_io_req *req)
 {
 	struct sync_wait w = {0, 0};
-	struct vd_io_req req = {
-		.op = op,
-		.fd = f->fd,
-		.buf = buf,
-		.len = len,
-		.offset = offset,
-		.done = sync_done,
-		.opaque = &w,
-	};
-	int rc = f->eng->ops->submit(f->eng->state, &req);
+	int rc;
 
-	if (rc < 0)
-		return rc;
-	while (!w.done) {
-		rc = f->eng->ops->reap(f->eng->state, 1);
-		if (rc < 0)
-			return rc;
-	}
-	return w.res;
+	req->done = sync_done;
+	req->opaque = &w;
+	rc = eng->ops->submit(eng->state, req);
+	while (rc >= 0 && !w.done)
+		rc = eng->ops->reap(eng->state, 1);
+	return rc < 0 ? rc : w.res;
+}
+
+static ssize_t file_io(struct vd_file *f, enum vd_io_op op, void *buf, size_t len, uint64_t offset)
+{
+	struct vd_io_req req = {.op = op, .fd = f->fd, .buf = buf, .len = len, .offset = offset};
+
+	return vd_io_run(f->eng, &req);
 }
 
 int vd_file_pread(struct vd_file *f, void *buf, size_t len, uint64_t offset)

@@ -11,9 +11,11 @@ struct psync {
 	struct vd_io_req *head, *tail; /* completed, waiting for reap */
 };
 
-static int psync_init(void *state, char *err, size_t errlen)
+static int psync_init(void *state, const char *options, const char *path, char *err, size_t errlen)
 {
 	(void)state;
+	(void)options;
+	(void)path;
 	(void)err;
 	(void)errlen;
 	return 0;

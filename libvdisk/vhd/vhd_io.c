@@ -128,6 +128,10 @@ int vd_vhd_pread(void *state, void *buf, size_t len, uint64_t off)
 static int fail_write(struct vhd *v, int rc, const char *field, uint64_t off, const char *what)
 {
 	v->failed = 1;
+	if (off == UINT64_MAX)
+		return vd_error(v->disk, rc, field, off,
+				"%s failed: %s; the image refuses further writes until reopened",
+				what, vd_strerror(rc));
 	return vd_error(v->disk, rc, field, off,
 			"%s failed at offset %llu: %s; the image refuses further writes until "
 			"reopened",
