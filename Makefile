@@ -71,7 +71,13 @@ $(B)/tests/unit/%: tests/unit/%.c $(B)/libvdisk.a $(HDRS)
 	@echo "  CC      $@"
 	@$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(B)/libvdisk.a $(CRIT_LIBS) $(LDFLAGS)
 
-unit: $(UNIT_BIN)
+# Crash and fault simulation driver (tests/crash/crash.sh runs it).
+$(B)/tests/crash/crashsim: tests/crash/crashsim.c $(B)/libvdisk.a $(HDRS)
+	@mkdir -p $(dir $@)
+	@echo "  CC      $@"
+	@$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(B)/libvdisk.a $(LDFLAGS)
+
+unit: $(UNIT_BIN) $(B)/tests/crash/crashsim
 
 demo: deps
 	@$(MAKE) --no-print-directory all
@@ -82,7 +88,7 @@ check: deps
 	@$(MAKE) --no-print-directory all unit
 	@$(MAKE) --no-print-directory B=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \
 		SAN="-fsanitize=address,undefined -fno-sanitize-recover=all" $(addprefix build-asan/,vhdtool) \
-		$(UNIT_BIN:$(B)/%=build-asan/%)
+		$(UNIT_BIN:$(B)/%=build-asan/%) build-asan/tests/crash/crashsim
 	@./tests/run.sh
 
 bench: deps

@@ -48,3 +48,32 @@ int vd_check_path(const char *path, enum vd_check_profile profile, vd_problem_fn
 	vd_close(d);
 	return count;
 }
+
+int vd_repair_path(const char *path, vd_problem_fn fn, void *ctx, char **errmsg_out)
+{
+	struct vd_open_opts opts = {.flags = VD_OPEN_RDWR | VD_OPEN_CHECK_ | VD_OPEN_IMAGE_ONLY |
+					     VD_OPEN_NO_PARENT | VD_OPEN_FORCE,
+				    .format = "vhd"};
+	struct vd_disk *d;
+	int rc, before, fixes = 0;
+
+	if (errmsg_out)
+		*errmsg_out = NULL;
+	rc = vd_open(path, &opts, &d);
+	if (rc == 0 && !d->drv->repair)
+		rc = vd_error(d, -EOPNOTSUPP, "", UINT64_MAX, "this format has no repair");
+	before = d ? d->nwarnings : 0;
+	if (rc == 0)
+		rc = d->drv->repair(d->state, d);
+	for (int i = before; d && i < d->nwarnings; i++) {
+		struct vd_problem p = {d->warnings[i].field, d->warnings[i].offset,
+				       d->warnings[i].message, 1};
+		fn(ctx, &p);
+		fixes++;
+	}
+	if (rc < 0 && errmsg_out)
+		*errmsg_out = strdup(vd_errmsg(d));
+	if (vd_close(d) < 0 && rc == 0)
+		rc = -EIO;
+	return rc < 0 ? rc : fixes;
+}

@@ -3,6 +3,8 @@
  * flush, info, map and create. Drivers see only ranges inside the virtual size.
  */
 #include <errno.h>
+#include <libgen.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -124,7 +126,8 @@ static int file_open(struct vd_disk *d, int oflags, mode_t mode, const char *eng
 	return 0;
 }
 
-static const struct vd_driver *probe(struct vd_disk *d)
+/* An I/O error while probing fails the open: guessing "raw" would hide it. */
+static const struct vd_driver *probe(struct vd_disk *d, int *rc)
 {
 	uint8_t head[1024] = {0}, tail[1024] = {0};
 	size_t hl = d->file.size < sizeof(head) ? (size_t)d->file.size : sizeof(head);
@@ -132,9 +135,14 @@ static const struct vd_driver *probe(struct vd_disk *d)
 	const struct vd_driver *best = &vd_raw_driver;
 	int best_score = 0;
 
-	if (vd_file_pread(&d->file, head, hl, 0) < 0 ||
-	    vd_file_pread(&d->file, tail, tl, d->file.size - tl) < 0)
-		return best;
+	*rc = vd_file_pread(&d->file, head, hl, 0);
+	if (*rc == 0)
+		*rc = vd_file_pread(&d->file, tail, tl, d->file.size - tl);
+	if (*rc < 0) {
+		vd_error(d, *rc, "", UINT64_MAX, "cannot read the image to tell its format: %s",
+			 vd_strerror(*rc));
+		return NULL;
+	}
 	for (size_t i = 0; i < sizeof(drivers) / sizeof(drivers[0]); i++) {
 		int score = drivers[i]->probe(head, hl, tail, tl, d->file.size);
 		if (score > best_score) {
@@ -192,8 +200,8 @@ static int open_image(const char *path, const struct vd_open_opts *opts, struct 
 		if (!drv)
 			return vd_error(d, -EINVAL, "", UINT64_MAX,
 					"unknown format '%s' (vhd, raw)", opts->format);
-	} else {
-		drv = probe(d);
+	} else if (!(drv = probe(d, &rc))) {
+		return rc;
 	}
 	rc = attach_driver(d, drv);
 	if (rc < 0)
@@ -250,6 +258,7 @@ int vd_close(struct vd_disk *d)
 		free(d->warnings[i].message);
 	}
 	free(d->warnings);
+	free(d->final_path);
 	free(d->path);
 	free(d);
 	return rc;
@@ -422,6 +431,63 @@ static int child_layout(struct vd_disk *d, struct vd_create_opts *o, struct vd_p
 	return 0;
 }
 
+/*
+ * A new image is laid out under a temporary name and renamed into place once
+ * durable, so a crash or kill during creation leaves no half-made image under
+ * the name (at worst a stray PATH.vdtmp-PID file).
+ */
+static int begin_temp(struct vd_disk *d)
+{
+	size_t n = strlen(d->path) + 32;
+	char *tmp = malloc(n);
+
+	if (!tmp)
+		return vd_error(d, -ENOMEM, "", UINT64_MAX, "out of memory");
+	snprintf(tmp, n, "%s.vdtmp-%ld", d->path, (long)getpid());
+	d->final_path = d->path;
+	d->path = tmp;
+	return 0;
+}
+
+static int sync_parent_dir(const char *path)
+{
+	char *copy = strdup(path);
+	int fd = copy ? open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1, rc = 0;
+
+	if (fd >= 0 && fsync(fd) < 0)
+		rc = -errno;
+	if (fd >= 0)
+		close(fd);
+	free(copy);
+	return rc;
+}
+
+/* Rename without replacing (a file that appeared meanwhile is kept), then sync the folder. */
+static int finish_temp(struct vd_disk *d, int rc)
+{
+	char *tmp = d->path;
+
+	d->path = d->final_path;
+	d->final_path = NULL;
+	if (rc == 0 && renameat2(AT_FDCWD, tmp, AT_FDCWD, d->path, RENAME_NOREPLACE) < 0) {
+		rc = -errno;
+		if (rc == -EINVAL ||
+		    rc == -ENOSYS) /* no RENAME_NOREPLACE here: link is atomic too */
+			rc = link(tmp, d->path) < 0 ? -errno : 0;
+		if (rc == -EEXIST)
+			vd_error(d, rc, "", UINT64_MAX,
+				 "file exists; remove it or choose another name");
+		else if (rc < 0)
+			vd_error(d, rc, "", UINT64_MAX, "cannot rename %s into place: %s", tmp,
+				 strerror(-rc));
+	}
+	if (rc == 0)
+		rc = sync_parent_dir(d->path);
+	unlink(tmp); /* gone after a rename; after a link or a failure, removed here */
+	free(tmp);
+	return rc;
+}
+
 /* Lay the new image out in D's (empty, exclusive) file. */
 static int lay_out(struct vd_disk *d, const struct vd_driver *drv, struct vd_create_opts *o)
 {
@@ -437,25 +503,24 @@ static int lay_out(struct vd_disk *d, const struct vd_driver *drv, struct vd_cre
 	if (rc < 0)
 		return vd_error(d, rc, "", UINT64_MAX, "%s", why);
 	o->size = size;
-	rc = file_open(d, O_RDWR | O_CREAT | O_EXCL, 0644, o->engine);
-	if (rc == -EEXIST)
-		return vd_error(d, rc, "", UINT64_MAX,
+	if (access(d->path, F_OK) == 0)
+		return vd_error(d, -EEXIST, "", UINT64_MAX,
 				"file exists; remove it or choose another name");
+	rc = begin_temp(d);
 	if (rc < 0)
 		return rc;
-	if (diff && !drv->create_child)
-		return vd_error(d, -EOPNOTSUPP, "", UINT64_MAX,
-				"format %s has no differencing disks", drv->name);
-	rc = diff ? drv->create_child(d, &d->file, o->size, o->block_size, &link)
-		  : drv->create(d, &d->file, o);
+	rc = file_open(d, O_RDWR | O_CREAT | O_EXCL, 0644, o->engine);
+	if (rc == 0 && diff && !drv->create_child)
+		rc = vd_error(d, -EOPNOTSUPP, "", UINT64_MAX, "format %s has no differencing disks",
+			      drv->name);
+	if (rc == 0)
+		rc = diff ? drv->create_child(d, &d->file, o->size, o->block_size, &link)
+			  : drv->create(d, &d->file, o);
 	if (rc == 0)
 		rc = vd_file_sync(&d->file);
-	if (rc < 0) {
-		unlink(d->path); /* a half-made image is worse than none */
-		if (!d->errmsg[0])
-			vd_error(d, rc, "", UINT64_MAX, "cannot create: %s", vd_strerror(rc));
-	}
-	return rc;
+	if (rc < 0 && !d->errmsg[0])
+		vd_error(d, rc, "", UINT64_MAX, "cannot create: %s", vd_strerror(rc));
+	return finish_temp(d, rc);
 }
 
 int vd_create(const char *path, const struct vd_create_opts *opts, struct vd_disk **diskp)

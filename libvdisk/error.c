@@ -16,7 +16,11 @@ int vd_error(struct vd_disk *disk, int rc, const char *field, uint64_t offset, c
 
 	if (!disk)
 		return rc;
-	n = snprintf(disk->errmsg, sizeof(disk->errmsg), "%s: ", disk->path ? disk->path : "?");
+	/* While vd_create works on a temporary file, messages name the image it makes. */
+	n = snprintf(disk->errmsg, sizeof(disk->errmsg), "%s: ",
+		     disk->final_path ? disk->final_path
+		     : disk->path     ? disk->path
+				      : "?");
 	if (n < 0 || (size_t)n >= sizeof(disk->errmsg))
 		n = 0;
 	va_start(ap, fmt);

@@ -132,6 +132,8 @@ struct vd_driver {
 			    uint32_t block_size, const struct vd_parent_link *link);
 	/* Extra structural checks beyond what open verifies (may be NULL). */
 	void (*check)(void *state, enum vd_check_profile profile, struct vd_disk *disk);
+	/* Fix what loses no data (opened in check mode, read-write); notes each fix. */
+	int (*repair)(void *state, struct vd_disk *disk);
 };
 
 extern const struct vd_driver vd_raw_driver;
@@ -152,6 +154,7 @@ struct vd_note {
 
 struct vd_disk {
 	char *path;
+	char *final_path;	/* vd_create: the name the temporary file gets at the end */
 	struct vd_disk *parent; /* opened read-only by the core (avhd/chain.c) */
 	struct vd_disk *child;	/* the image that opened this one as its parent */
 	dev_t dev;		/* identity of the file, to detect loops */

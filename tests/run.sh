@@ -58,9 +58,11 @@ run_unit build
 run_shell build tests/images
 run_shell build tests/cli
 run_shell build tests/build
+run_shell build tests/crash
 run_unit build-asan
 run_shell build-asan tests/images
 run_shell build-asan tests/cli
+run_shell build-asan tests/crash
 
 p=$(grep -c '^PASS' "$RESULTS"); f=$(grep -c '^FAIL' "$RESULTS"); s=$(grep -c '^SKIP' "$RESULTS")
 if [ "$s" -gt 0 ]; then echo "-- skipped:"; grep '^SKIP' "$RESULTS" | sed 's/^SKIP /   /'; fi

@@ -265,6 +265,16 @@ int vd_check_path(const char *path, enum vd_check_profile profile, vd_problem_fn
 		  char **errmsg_out);
 void vd_free_string(char *s);
 
+/*
+ * check --repair: fix what can be fixed without losing data (restore the end
+ * footer from the copy at 0, rewrite the copy at 0, clear BAT entries that
+ * point outside the file) and report each fix through FN (repairable = 1).
+ * Refuses with -EUCLEAN and a message, changing nothing, when a fix would lose
+ * data (overlapping blocks) or the image cannot be read at all. Returns the
+ * number of fixes (0: nothing needed fixing).
+ */
+int vd_repair_path(const char *path, vd_problem_fn fn, void *ctx, char **errmsg_out);
+
 #pragma GCC visibility pop
 
 #ifdef __cplusplus

@@ -36,7 +36,9 @@ static int read_end_footer(struct vhd *v, uint8_t buf[512], struct vd_footer *f)
 
 	memset(buf, 0, 512);
 	v->footer_offset = size - 512;
-	if (size >= 512 && vd_file_pread(v->file, buf, 512, size - 512) == 0) {
+	if (size >= 512 && (rc = vd_file_pread(v->file, buf, 512, size - 512)) < 0)
+		return rc;
+	if (size >= 512) {
 		rc = vd_footer_decode(buf, f);
 		if (rc != VD_DECODE_BAD_COOKIE || size % 512 != 511)
 			return rc;
@@ -71,6 +73,7 @@ static int choose_footer(struct vhd *v, int re, const uint8_t *end, const struct
 		v->end_footer_ok = 1;
 		if (!is_sparse_type(fe->disk_type))
 			return 0;
+		v->copy0_bad = r0 != 0 || memcmp(end, copy, 512) != 0;
 		if (r0 == 0 && memcmp(end, copy, 512) != 0)
 			vd_warn(d, "footer", 0,
 				"footer copy at offset 0 differs from the footer at the "
@@ -120,7 +123,13 @@ static int read_footer(struct vhd *v)
 				"file is %llu bytes, too small to hold a VHD footer (512 bytes)",
 				(unsigned long long)v->file->size);
 	re = read_end_footer(v, end, &fe);
-	if (v->file->size >= 512 && vd_file_pread(v->file, copy, 512, 0) == 0)
+	if (re < VD_DECODE_BAD_CHECKSUM) /* an I/O error, not a decoding verdict */
+		return vd_error(v->disk, re, "footer", v->footer_offset,
+				"cannot read the footer: %s", vd_strerror(re));
+	if (v->file->size >= 512 && (r0 = vd_file_pread(v->file, copy, 512, 0)) < 0)
+		return vd_error(v->disk, r0, "footer", 0, "cannot read the footer copy: %s",
+				vd_strerror(r0));
+	if (v->file->size >= 512)
 		r0 = vd_footer_decode(copy, &f0);
 	return choose_footer(v, re, end, &fe, r0, copy, &f0);
 }
@@ -289,8 +298,10 @@ static int read_bat(struct vhd *v)
 	v->bat = malloc((size_t)v->entries * sizeof(uint32_t) + 1);
 	v->bitmaps = calloc((size_t)v->entries + 1, sizeof(*v->bitmaps));
 	v->dirty = calloc((size_t)v->entries + 1, 1);
+	v->dropped = v->checking ? malloc((size_t)v->entries * sizeof(uint32_t) + 1) : NULL;
 	v->dirty_list = malloc((size_t)v->entries * sizeof(uint32_t) + 1);
-	if (!raw || !v->bat || !v->bitmaps || !v->dirty || !v->dirty_list) {
+	if (!raw || !v->bat || !v->bitmaps || !v->dirty || !v->dirty_list ||
+	    (v->checking && !v->dropped)) {
 		free(raw);
 		return vd_error(v->disk, -ENOMEM, "header.max_table_entries", v->hdr_offset + 28,
 				"out of memory for a BAT of %u entries", v->entries);
@@ -314,8 +325,12 @@ static int soft_error(struct vhd *v, int rc, uint32_t blk)
 	if (!v->checking || rc == -ENOMEM)
 		return rc;
 	vd_warn(v->disk, v->disk->err_field, v->disk->err_offset, "%s", vd_errmsg_bare(v->disk));
-	if (blk != UINT32_MAX)
+	if (blk != UINT32_MAX) {
 		v->bat[blk] = VD_BAT_UNUSED;
+		v->dropped[v->ndropped++] = blk; /* room for every entry: see read_bat */
+	} else {
+		v->overlap = 1;
+	}
 	return 0;
 }
 
@@ -460,6 +475,7 @@ static void vhd_close(void *state)
 	free(v->bat);
 	free(v->dirty);
 	free(v->dirty_list);
+	free(v->dropped);
 }
 
 static int vhd_open(struct vd_disk *disk, void *state, struct vd_file *file, unsigned flags)
@@ -616,6 +632,56 @@ static void vhd_check(void *state, enum vd_check_profile profile, struct vd_disk
 		check_azure(v, d);
 }
 
+/* ---- repair: only what loses nothing ---- */
+
+static int repaired(struct vd_disk *d, int rc, const char *field, uint64_t off, const char *what)
+{
+	if (rc < 0)
+		return vd_error(d, rc, field, off, "repair failed while %s: %s", what,
+				vd_strerror(rc));
+	vd_warn(d, field, off, "repaired: %s", what);
+	return 0;
+}
+
+/*
+ * The end footer from the copy at 0 (appended, so nothing is overwritten), the
+ * copy at 0 from the end footer, and BAT entries pointing past the end of the
+ * file cleared (their data is not in the file). Overlapping blocks are refused:
+ * which of two entries holds the data cannot be known.
+ */
+static int vhd_repair(void *state, struct vd_disk *d)
+{
+	struct vhd *v = state;
+	uint8_t be[4] = {0xFF, 0xFF, 0xFF, 0xFF};
+	int rc = 0;
+
+	if (v->overlap)
+		return vd_error(d, -EUCLEAN, "bat", v->hdr.table_offset,
+				"BAT entries overlap; which one holds the data cannot be told, so "
+				"nothing was changed (copy the readable data out with vhdtool "
+				"convert)");
+	for (uint32_t i = 0; rc == 0 && i < v->ndropped; i++) {
+		uint64_t at = v->hdr.table_offset + 4ull * v->dropped[i];
+
+		rc = repaired(d, vd_file_pwrite(v->file, be, 4, at), "bat", at,
+			      "cleared a BAT entry that pointed outside the file");
+	}
+	if (rc == 0 && v->dynamic && !v->end_footer_ok) {
+		uint64_t at = ALIGN_UP(v->file->size, VD_SECTOR);
+
+		if (at < v->data_end)
+			at = v->data_end;
+		rc = repaired(d, vd_vhd_write_footer_at(v, at), "footer", at,
+			      "restored the end footer from the copy at offset 0");
+	}
+	if (rc == 0 && v->dynamic && v->copy0_bad)
+		rc = repaired(d, vd_vhd_write_footer_at(v, 0), "footer", 0,
+			      "rewrote the footer copy at offset 0 from the end footer");
+	if (rc == 0)
+		rc = vd_file_sync(v->file);
+	return rc;
+}
+
 const struct vd_driver vd_vhd_driver = {
 	.name = "vhd",
 	.state_size = sizeof(struct vhd),
@@ -632,4 +698,5 @@ const struct vd_driver vd_vhd_driver = {
 	.set_parent = vd_vhd_set_parent,
 	.create_child = vd_vhd_create_child,
 	.check = vhd_check,
+	.repair = vhd_repair,
 };

@@ -38,6 +38,10 @@ struct vhd {
 	uint8_t **bitmaps; /* per block: NULL (not loaded), BITMAP_FULL or a copy */
 	uint64_t data_end; /* end of the last metadata structure or block */
 	uint64_t allocated;
+	int copy0_bad;	   /* dynamic: the footer copy at 0 is missing, damaged or differs */
+	uint32_t *dropped; /* check mode: BAT entries dropped for pointing outside the file */
+	uint32_t ndropped;
+	int overlap;	      /* check mode: two blocks overlap */
 	uint8_t *dirty;	      /* per block: DIRTY_* */
 	uint32_t *dirty_list; /* blocks with a dirty flag, in first-dirtied order */
 	uint32_t ndirty;

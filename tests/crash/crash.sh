@@ -1,0 +1,23 @@
+# Power-cut and fault simulation (tests/crash/crashsim.c): for each workload,
+# every crash point (prefixes of the writes and reorderings since the last
+# flush) and every I/O failing with ENOSPC/EIO or killed there. Each line
+# reports how many crash points and states were checked.
+. "$TOP/tests/lib.sh"
+SIM=$BUILD/tests/crash/crashsim
+[ -x "$SIM" ] || { fail crashsim "not built: $SIM"; exit 0; }
+
+for mode in power fault; do
+	for w in dynamic dynamic-2m fixed diff; do
+		d=$(mktemp -d "$TMPDIR/sim.XXXXXX")
+		out=$("$SIM" "$mode" "$w" "$d" 2>&1)
+		rc=$?
+		summary=$(printf '%s\n' "$out" | grep '^crashsim ' | tail -n 1)
+		echo "$out" | grep -E 'FAIL' | head -n 5
+		if [ "$rc" = 0 ] && [ -n "$summary" ]; then
+			ok "$mode $w: ${summary#*: }"
+		else
+			fail "$mode $w" "exit $rc: $(printf '%s\n' "$out" | grep -E 'FAIL|crashsim' | head -n 3 | tr '\n' ' ')"
+		fi
+		rm -rf "$d"
+	done
+done

@@ -1,0 +1,636 @@
+/*
+ * Crash and fault simulation over the library's writing operations.
+ *
+ *   crashsim power WORKLOAD DIR   record WORKLOAD through the crash engine, then
+ *                                 rebuild the files at every crash point (every
+ *                                 prefix of the writes, and each write since the
+ *                                 last flush left out) and check each state
+ *   crashsim fault WORKLOAD DIR   run WORKLOAD once per I/O with that I/O failing
+ *                                 (ENOSPC, EIO) and once per I/O killed there
+ *                                 (kill -9), then check what is left
+ *
+ * A state passes when every image opens, vd_check_path finds no problem, and
+ * every byte whose value is determined (written before the last completed
+ * flush, or never written) reads back as the model says. Output ends with
+ * "crash points: N, states checked: M, failures: F".
+ */
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <vdisk/vdisk.h>
+
+#define SIZE (8u << 20)
+#define MAX_EPOCHS 8
+#define MAX_WRITES 64
+
+/* What the workload did: writes grouped in epochs, each ended by a flush. */
+struct uwrite {
+	uint64_t off;
+	uint32_t len;
+	uint32_t seed;
+};
+
+struct epoch {
+	struct uwrite w[MAX_WRITES];
+	int n;
+	off_t log_end; /* log size when the epoch's vd_flush returned (power mode) */
+	int flushed;   /* the flush returned success (fault mode) */
+};
+
+struct workload {
+	const char *name;
+	const char *leaf; /* image checked afterwards, relative to the work dir */
+	struct epoch e[MAX_EPOCHS];
+	int nepochs;
+	uint8_t *base; /* content before the workload's writes */
+	int ops_failed;
+	char err[512];
+};
+
+static char dir[2048], work[4096], scratch[4096], logpath[4200];
+static unsigned long points, states, failures, repairs;
+
+static void fill(uint8_t *p, uint32_t len, uint32_t seed)
+{
+	for (uint32_t i = 0; i < len; i++) {
+		seed = seed * 1103515245u + 12345u;
+		p[i] = (uint8_t)(seed >> 16);
+	}
+}
+
+static void failf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void failf(const char *fmt, ...)
+{
+	va_list ap;
+
+	failures++;
+	if (failures > 20 && !getenv("CRASHSIM_VERBOSE"))
+		return; /* the count says enough */
+	va_start(ap, fmt);
+	fprintf(stdout, "  FAIL: ");
+	vfprintf(stdout, fmt, ap);
+	fprintf(stdout, "\n");
+	va_end(ap);
+}
+
+static void path_in(char *out, size_t len, const char *d, const char *file)
+{
+	snprintf(out, len, "%s/%s", d, file);
+}
+
+/* ---- the workloads ---- */
+
+static int must(struct workload *wl, struct vd_disk *d, int rc, const char *what)
+{
+	if (rc < 0) {
+		snprintf(wl->err, sizeof(wl->err), "%s: %s", what, d ? vd_errmsg(d) : "?");
+		wl->ops_failed = 1;
+	}
+	return rc;
+}
+
+/* The writes of every epoch, fixed in advance so a parent process knows them too. */
+static void plan(struct workload *wl, int nepochs, int per, uint32_t seed)
+{
+	uint64_t slot = SIZE / (uint64_t)(nepochs * per);
+
+	memset(wl->e, 0, sizeof(wl->e));
+	wl->nepochs = nepochs;
+	for (int e = 0; e < nepochs; e++)
+		for (int i = 0; i < per; i++) {
+			struct uwrite *w = &wl->e[e].w[wl->e[e].n++];
+
+			seed = seed * 69069u + 1;
+			w->len = 1 + seed % (uint32_t)(slot / 2 < 150000 ? slot / 2 : 150000);
+			w->off = (uint64_t)(e * per + i) * slot + (seed >> 8) % (slot - w->len);
+			w->seed = seed;
+		}
+}
+
+static int progress_fd = -1; /* fault mode: the child reports each completed flush */
+
+/* Epochs of writes at unaligned offsets into disjoint slots, each ended by a flush. */
+static int write_epochs(struct workload *wl, struct vd_disk *d)
+{
+	uint8_t *buf = malloc(200000);
+	int rc = 0;
+
+	for (int e = 0; e < wl->nepochs && rc == 0; e++) {
+		struct epoch *ep = &wl->e[e];
+		struct stat st;
+
+		for (int i = 0; i < ep->n && rc == 0; i++) {
+			fill(buf, ep->w[i].len, ep->w[i].seed);
+			rc = must(wl, d, vd_pwrite(d, buf, ep->w[i].len, ep->w[i].off), "write");
+		}
+		if (rc == 0)
+			rc = must(wl, d, vd_flush(d), "flush");
+		if (rc < 0)
+			break;
+		ep->flushed = 1;
+		ep->log_end = stat(logpath, &st) == 0 ? st.st_size : 0;
+		if (progress_fd >= 0 && write(progress_fd, &e, sizeof(e)) < 0)
+			_exit(3);
+	}
+	free(buf);
+	return rc;
+}
+
+static int run_create(struct workload *wl, enum vd_disk_type type, uint32_t block)
+{
+	struct vd_create_opts o = {.type = type, .size = SIZE, .block_size = block};
+	char p[4200];
+	struct vd_disk *d;
+	int rc;
+
+	path_in(p, sizeof(p), work, wl->leaf);
+	rc = vd_create(p, &o, &d);
+	if (rc < 0) {
+		must(wl, d, rc, "create");
+		vd_close(d);
+		return rc;
+	}
+	rc = write_epochs(wl, d);
+	if (vd_close(d) < 0 && rc == 0)
+		rc = must(wl, d, -EIO, "close");
+	return rc;
+}
+
+/* The parent, made before the recording (not simulated), holding data in some blocks. */
+static void make_parent(struct workload *wl)
+{
+	struct vd_create_opts o = {.type = VD_TYPE_DYNAMIC, .size = SIZE, .block_size = 1u << 20};
+	uint8_t *data = malloc(SIZE);
+	char p[4200];
+	struct vd_disk *d;
+
+	path_in(p, sizeof(p), work, "parent.vhd");
+	if (!data || vd_create(p, &o, &d) < 0) {
+		fprintf(stderr, "crashsim: cannot make the parent: %s\n", vd_errmsg(d));
+		exit(2);
+	}
+	fill(data, SIZE, 99);
+	for (uint64_t off = 0; off < SIZE; off += 3u << 20) {
+		vd_pwrite(d, data + off, 1u << 20, off);
+		memcpy(wl->base + off, data + off, 1u << 20);
+	}
+	vd_close(d);
+	free(data);
+}
+
+static int run_diff(struct workload *wl)
+{
+	struct vd_create_opts o = {.type = VD_TYPE_DIFFERENCING};
+	char p[4200], parent[4200];
+	struct vd_disk *d;
+	int rc;
+
+	path_in(p, sizeof(p), work, wl->leaf);
+	path_in(parent, sizeof(parent), work, "parent.vhd");
+	o.parent = parent;
+	rc = vd_create(p, &o, &d);
+	if (rc < 0) {
+		must(wl, d, rc, "create child");
+		vd_close(d);
+		return rc;
+	}
+	rc = write_epochs(wl, d);
+	if (vd_close(d) < 0 && rc == 0)
+		rc = must(wl, d, -EIO, "close");
+	return rc;
+}
+
+static void plan_workload(struct workload *wl)
+{
+	if (strcmp(wl->name, "diff") == 0)
+		plan(wl, 4, 6, 11);
+	else
+		plan(wl, 4, 5, 7);
+}
+
+static int run_workload(struct workload *wl)
+{
+	plan_workload(wl);
+	wl->ops_failed = 0;
+	wl->err[0] = '\0';
+	if (strcmp(wl->name, "dynamic") == 0)
+		return run_create(wl, VD_TYPE_DYNAMIC, 64u << 10);
+	if (strcmp(wl->name, "dynamic-2m") == 0)
+		return run_create(wl, VD_TYPE_DYNAMIC, 2u << 20);
+	if (strcmp(wl->name, "fixed") == 0)
+		return run_create(wl, VD_TYPE_FIXED, 0);
+	return run_diff(wl);
+}
+
+/* ---- files ---- */
+
+static void rm_tree(const char *d)
+{
+	DIR *dp = opendir(d);
+	struct dirent *e;
+	char p[4200];
+
+	while (dp && (e = readdir(dp)))
+		if (e->d_name[0] != '.') {
+			path_in(p, sizeof(p), d, e->d_name);
+			unlink(p);
+		}
+	if (dp)
+		closedir(dp);
+}
+
+static void copy_file(const char *from, const char *to)
+{
+	int in = open(from, O_RDONLY), out = open(to, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	struct stat st;
+	off_t off = 0;
+
+	if (in >= 0 && out >= 0 && fstat(in, &st) == 0) {
+		if (ftruncate(out, st.st_size) < 0)
+			perror("ftruncate");
+		while (off < st.st_size &&
+		       copy_file_range(in, &off, out, NULL, (size_t)(st.st_size - off), 0) > 0)
+			;
+		/* Keep the mtime: a parent's time stamp is checked against it. */
+		struct timespec times[2] = {st.st_atim, st.st_mtim};
+		futimens(out, times);
+	}
+	if (in >= 0)
+		close(in);
+	if (out >= 0)
+		close(out);
+}
+
+static void copy_dir(const char *from, const char *to)
+{
+	DIR *dp = opendir(from);
+	struct dirent *e;
+	char a[4200], b[4200];
+
+	rm_tree(to);
+	while (dp && (e = readdir(dp)))
+		if (e->d_name[0] != '.') {
+			path_in(a, sizeof(a), from, e->d_name);
+			path_in(b, sizeof(b), to, e->d_name);
+			copy_file(a, b);
+		}
+	if (dp)
+		closedir(dp);
+}
+
+/* ---- the log ---- */
+
+struct rec {
+	char type;
+	char path[4096];
+	uint64_t off;
+	uint32_t len;
+	off_t data; /* offset of the data in the log */
+	off_t end;  /* log offset after this record */
+};
+
+static struct rec *recs;
+static int nrecs;
+
+static void load_log(void)
+{
+	int fd = open(logpath, O_RDONLY);
+	off_t at = 0;
+	uint8_t h[17];
+
+	nrecs = 0;
+	while (fd >= 0 && pread(fd, h, sizeof(h), at) == (ssize_t)sizeof(h)) {
+		struct rec *r;
+		uint32_t plen;
+
+		recs = realloc(recs, sizeof(*recs) * (size_t)(nrecs + 1));
+		r = &recs[nrecs++];
+		r->type = (char)h[0];
+		memcpy(&plen, h + 1, 4);
+		memcpy(&r->off, h + 5, 8);
+		memcpy(&r->len, h + 13, 4);
+		if (plen >= sizeof(r->path) || pread(fd, r->path, plen, at + 17) != (ssize_t)plen) {
+			fprintf(stderr, "crashsim: bad log\n");
+			exit(2);
+		}
+		r->path[plen] = '\0';
+		r->data = at + 17 + plen;
+		at = r->data + (r->type == 'W' ? r->len : 0);
+		r->end = at;
+	}
+	if (fd >= 0)
+		close(fd);
+}
+
+/*
+ * vd_create writes a new image as P.vdtmp-PID and renames it to P once it is
+ * durable (the rename is not in the log): the first write to P means the
+ * rename happened before it.
+ */
+static void adopt_temp(const char *p)
+{
+	char *copy = strdup(p), *slash = strrchr(copy, '/'), from[8400];
+	DIR *dp;
+	struct dirent *e;
+
+	*slash = '\0';
+	dp = opendir(copy);
+	while (dp && (e = readdir(dp)))
+		if (strncmp(e->d_name, slash + 1, strlen(slash + 1)) == 0 &&
+		    strncmp(e->d_name + strlen(slash + 1), ".vdtmp-", 7) == 0) {
+			snprintf(from, sizeof(from), "%s/%s", copy, e->d_name);
+			if (rename(from, p) < 0)
+				perror("adopt_temp");
+			break;
+		}
+	if (dp)
+		closedir(dp);
+	free(copy);
+}
+
+/* Apply write record I to the scratch copy (WORK's path mapped to SCRATCH). */
+static void apply(int i)
+{
+	const struct rec *r = &recs[i];
+	size_t wl = strlen(work);
+	char p[8400];
+	uint8_t *buf = malloc(r->len ? r->len : 1);
+	int in = open(logpath, O_RDONLY), out;
+
+	snprintf(p, sizeof(p), "%s%s", scratch, r->path + (strncmp(r->path, work, wl) ? 0 : wl));
+	if (access(p, F_OK) < 0)
+		adopt_temp(p);
+	out = open(p, O_WRONLY | O_CREAT, 0644);
+	if (in >= 0 && out >= 0 && pread(in, buf, r->len, r->data) == (ssize_t)r->len &&
+	    pwrite(out, buf, r->len, (off_t)r->off) != (ssize_t)r->len)
+		perror("apply");
+	if (in >= 0)
+		close(in);
+	if (out >= 0)
+		close(out);
+	free(buf);
+}
+
+/* ---- checking a state ---- */
+
+static void count_problem(void *ctx, const struct vd_problem *p)
+{
+	char *first = ctx;
+
+	if (!first[0])
+		snprintf(first, 256, "%s: %s", p->field, p->message);
+}
+
+/*
+ * The model at a crash point: bytes of epochs flushed by then hold their data;
+ * bytes any later epoch wrote are undetermined (old or new may be there).
+ */
+static void build_model(const struct workload *wl, int done, uint8_t *model, uint8_t *known)
+{
+	memcpy(model, wl->base, SIZE);
+	memset(known, 1, SIZE);
+	for (int e = 0; e < wl->nepochs; e++)
+		for (int i = 0; i < wl->e[e].n; i++) {
+			const struct uwrite *w = &wl->e[e].w[i];
+
+			if (e < done)
+				fill(model + w->off, w->len, w->seed);
+			else
+				memset(known + w->off, 0, w->len);
+		}
+}
+
+/*
+ * Check clean, or made clean by check --repair (which loses nothing); then
+ * every determined byte must read as the model says.
+ */
+static int clean_or_repaired(const char *p, const char *what)
+{
+	char first[512] = "", *msg = NULL;
+	int rc = vd_check_path(p, VD_CHECK_DEFAULT, count_problem, first, &msg);
+
+	vd_free_string(msg);
+	msg = NULL;
+	if (rc == 0)
+		return 0;
+	repairs++;
+	if (vd_repair_path(p, count_problem, first + 256, &msg) < 0) {
+		failf("%s: check found %s, and repair refused: %s", what, first, msg ? msg : "?");
+		vd_free_string(msg);
+		return -1;
+	}
+	vd_free_string(msg);
+	msg = NULL;
+	first[0] = '\0';
+	rc = vd_check_path(p, VD_CHECK_DEFAULT, count_problem, first, &msg);
+	vd_free_string(msg);
+	if (rc != 0)
+		failf("%s: after repair, check still finds %d problem(s): %s", what, rc, first);
+	return rc != 0 ? -1 : 0;
+}
+
+static void check_state(const struct workload *wl, int done, const char *what, int must_exist)
+{
+	static uint8_t *model, *known, *got;
+	struct vd_open_opts o = {.flags = VD_OPEN_RDONLY};
+	char p[4200];
+	struct vd_disk *d;
+	int rc;
+
+	if (!model) {
+		model = malloc(SIZE);
+		known = malloc(SIZE);
+		got = malloc(SIZE);
+	}
+	states++;
+	path_in(p, sizeof(p), scratch, wl->leaf);
+	if (access(p, F_OK) < 0 && !must_exist && done == 0)
+		return; /* crashed before the image existed: nothing was promised */
+	if (clean_or_repaired(p, what) < 0)
+		return;
+	rc = vd_open(p, &o, &d);
+	if (rc < 0) {
+		failf("%s: %s does not open: %s", what, wl->leaf, vd_errmsg(d));
+		vd_close(d);
+		return;
+	}
+	rc = vd_pread(d, got, SIZE, 0);
+	vd_close(d);
+	if (rc < 0) {
+		failf("%s: read failed", what);
+		return;
+	}
+	build_model(wl, done, model, known);
+	for (uint32_t i = 0; i < SIZE; i++)
+		if (known[i] && got[i] != model[i]) {
+			failf("%s: byte %u reads 0x%02x, flushed data says 0x%02x (%d epochs "
+			      "flushed)",
+			      what, i, got[i], model[i], done);
+			break;
+		}
+}
+
+/* Epochs whose flush had completed by log offset END. */
+static int flushed_by(const struct workload *wl, off_t end)
+{
+	int done = 0;
+
+	while (done < wl->nepochs && wl->e[done].log_end && wl->e[done].log_end <= end)
+		done++;
+	return done;
+}
+
+/* Every prefix of the writes; and since the last flush, each write left out. */
+static void power(struct workload *wl, const char *snap)
+{
+	int last_flush = -1;
+
+	load_log();
+	for (int k = 0; k <= nrecs; k++) {
+		off_t end = k ? recs[k - 1].end : 0;
+		int done = flushed_by(wl, end);
+		char what[128];
+
+		if (k > 0 && recs[k - 1].type == 'F')
+			last_flush = k - 1;
+		if (k > 0 && recs[k - 1].type != 'W')
+			continue; /* a state differs from the last only after a write */
+		points++;
+		copy_dir(snap, scratch);
+		for (int i = 0; i < k; i++)
+			if (recs[i].type == 'W')
+				apply(i);
+		snprintf(what, sizeof(what), "%s after %d of %d records", wl->name, k, nrecs);
+		check_state(wl, done, what, 0);
+		/* Reordering: the disk may have kept any subset of unflushed writes. */
+		for (int skip = last_flush + 1; skip < k - 1; skip++) {
+			if (recs[skip].type != 'W')
+				continue;
+			copy_dir(snap, scratch);
+			for (int i = 0; i < k; i++)
+				if (recs[i].type == 'W' && i != skip)
+					apply(i);
+			snprintf(what, sizeof(what), "%s after %d records without record %d",
+				 wl->name, k, skip);
+			check_state(wl, done, what, 0);
+		}
+	}
+}
+
+/* ---- fault mode: each I/O fails, or the process dies there ---- */
+
+/*
+ * Run the workload in a child with fault spec SPEC (a fresh process, so the
+ * engine's I/O count starts at 0). Returns the child's exit status; *DONE is
+ * the number of epochs whose flush completed.
+ */
+static int run_child(struct workload *wl, const char *spec, int *done)
+{
+	int pfd[2], status, e;
+	pid_t pid;
+
+	*done = 0;
+	if (pipe(pfd) < 0)
+		return -1;
+	pid = fork();
+	if (pid == 0) {
+		close(pfd[0]);
+		progress_fd = pfd[1];
+		setenv("VDISK_ENGINE", spec, 1);
+		if (run_workload(wl) == 0)
+			_exit(0);
+		_exit(wl->err[0] && strstr(wl->err, ": ") ? 1 : 4); /* 4: error without a message */
+	}
+	close(pfd[1]);
+	while (read(pfd[0], &e, sizeof(e)) == (ssize_t)sizeof(e))
+		*done = e + 1;
+	close(pfd[0]);
+	waitpid(pid, &status, 0);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* Returns 0 once I/O number NTH lies past the workload's end (nothing failed). */
+static int fault_at(struct workload *wl, const char *snap, unsigned long nth, const char *err)
+{
+	char spec[128], what[160];
+	int done, rc;
+
+	copy_dir(snap, work);
+	snprintf(spec, sizeof(spec), "fault:nth=%lu,op=any,err=%s", nth, err);
+	rc = run_child(wl, spec, &done);
+	if (rc == 0)
+		return 0;
+	points++;
+	snprintf(what, sizeof(what), "%s with I/O %lu %s", wl->name, nth,
+		 strcmp(err, "kill") == 0 ? "killed (kill -9)" : err);
+	if (rc == 4)
+		failf("%s: an error came back without a message", what);
+	else if (rc != 1 && rc != 137)
+		failf("%s: the workload ended with status %d", what, rc);
+	copy_dir(work, scratch);
+	plan_workload(wl);
+	check_state(wl, done, what, 0);
+	return 1;
+}
+
+int main(int argc, char **argv)
+{
+	struct workload wl = {0};
+	char snap[4200];
+
+	if (argc != 4 || (strcmp(argv[1], "power") && strcmp(argv[1], "fault"))) {
+		fprintf(stderr, "usage: crashsim power|fault WORKLOAD DIR\n");
+		return 2;
+	}
+	wl.name = argv[2];
+	wl.leaf = strcmp(wl.name, "diff") == 0 ? "child.vhd" : "disk.vhd";
+	wl.base = calloc(1, SIZE);
+	snprintf(dir, sizeof(dir), "%s", argv[3]);
+	snprintf(work, sizeof(work), "%s/w", dir);
+	snprintf(scratch, sizeof(scratch), "%s/r", dir);
+	snprintf(snap, sizeof(snap), "%s/s", dir);
+	snprintf(logpath, sizeof(logpath), "%s/log", dir);
+	mkdir(work, 0755);
+	mkdir(scratch, 0755);
+	mkdir(snap, 0755);
+	if (strcmp(wl.name, "diff") == 0)
+		make_parent(&wl);
+	copy_dir(work, snap);
+	unlink(logpath);
+	if (strcmp(argv[1], "power") == 0) {
+		char spec[4300];
+
+		snprintf(spec, sizeof(spec), "crash:log=%s", logpath);
+		setenv("VDISK_ENGINE", spec, 1);
+		if (run_workload(&wl) < 0) {
+			fprintf(stderr, "crashsim: the workload failed: %s\n", wl.err);
+			return 2;
+		}
+		unsetenv("VDISK_ENGINE");
+		power(&wl, snap);
+	} else {
+		/*
+		 * Every I/O point, until the fault lands past the workload's last I/O:
+		 * 25 runs in a row that succeed (a failed read the library may survive,
+		 * such as a retry, must not end the walk early).
+		 */
+		for (unsigned long n = 1, clean = 0; n <= 3000 && clean < 25; n++) {
+			clean = fault_at(&wl, snap, n, n % 2 ? "ENOSPC" : "EIO") ? 0 : clean + 1;
+			fault_at(&wl, snap, n, "kill");
+		}
+	}
+	printf("crashsim %s %s: crash points: %lu, states checked: %lu (%lu repaired first), "
+	       "failures: %lu\n",
+	       argv[1], wl.name, points, states, repairs, failures);
+	return failures ? 1 : 0;
+}
