@@ -1,13 +1,14 @@
 # Power-cut and fault simulation (tests/crash/crashsim.c): for each workload,
 # every crash point (prefixes of the writes and reorderings since the last
-# flush) and every I/O failing with ENOSPC/EIO or killed there. Each line
+# flush) and every I/O failing with ENOSPC/EIO or killed there, over image
+# creation and writes, checkpoint create/apply/delete and set-parent. Each line
 # reports how many crash points and states were checked.
 . "$TOP/tests/lib.sh"
 SIM=$BUILD/tests/crash/crashsim
 [ -x "$SIM" ] || { fail crashsim "not built: $SIM"; exit 0; }
 
 for mode in power fault; do
-	for w in dynamic dynamic-2m fixed diff; do
+	for w in dynamic dynamic-2m fixed diff ckpt setparent; do
 		d=$(mktemp -d "$TMPDIR/sim.XXXXXX")
 		out=$("$SIM" "$mode" "$w" "$d" 2>&1)
 		rc=$?
