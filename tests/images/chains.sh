@@ -406,6 +406,21 @@ reads_as "absolute-only: set-parent fixed it" "$A/c/child.avhd" "$T/abs.raw"
 mv "$A" "$T/abs-again"
 reads_as "absolute-only: after set-parent the pair moves freely (relative locator written)" "$T/abs-again/c/child.avhd" "$T/abs.raw"
 
+# a parent read through a child by another process is locked: not even --force writes
+# it, and the message names that process (the reader blocks on a full pipe meanwhile)
+rm -f "$T/fifo"; mkfifo "$T/fifo"
+exec 3<>"$T/fifo"
+"$V" read "$D/leaf.avhd" >"$T/fifo" 2>/dev/null 3>&- &
+reader=$!
+sleep 1
+run "$V" write --force --offset 0 "$D/mid.avhd" "$T/piece.1"
+if [ "$RC" = 2 ] && grep -qi 'locked' "$T/err" && grep -q "process $reader" "$T/err"; then ok "a parent in use by a reader is locked even with --force, naming the reader's pid"
+else fail "a parent in use by a reader is locked even with --force, naming the reader's pid" "exit $RC (reader $reader): $(errline)"; fi
+exec 3>&- # the reader's pipe closes: it ends (SIGPIPE); stopped by hand if it does not
+for _ in $(seq 50); do kill -0 "$reader" 2>/dev/null || break; sleep 0.2; done
+if kill -0 "$reader" 2>/dev/null; then kill "$reader"; fail "the reader ends when its pipe closes" "still running after 10 s"; fi
+wait "$reader" 2>/dev/null
+
 # --force writes into a parent (last: it changes what the children read)
 run "$V" write --force --offset 0 "$D/mid.avhd" "$T/piece.1"
 same "write --force into a parent is accepted (exit 0)" "$RC" 0

@@ -1296,7 +1296,7 @@ Test(chain, parent_time_stamp_mismatch_is_a_warning)
  * the child itself, or the child's child. UUIDs are edited so that every link
  * passes the UUID check; only loop detection can stop the walk.
  */
-Test(chain, a_child_that_is_its_own_parent_is_an_error, .timeout = 30)
+Test(chain, a_child_that_is_its_own_parent_is_an_error)
 {
 	const char *base = tpath("base.vhd"), *child = tpath("child.vhd");
 	struct vd_disk *d = create_base(base, VD_TYPE_DYNAMIC, MiB, 0);
@@ -1321,7 +1321,7 @@ Test(chain, a_child_that_is_its_own_parent_is_an_error, .timeout = 30)
 	cr_assert(!file_exists(tpath("on-loop.vhd")));
 }
 
-Test(chain, a_two_disk_loop_is_an_error, .timeout = 30)
+Test(chain, a_two_disk_loop_is_an_error)
 {
 	const char *x = tpath("x.vhd"), *a = tpath("a.vhd"), *b = tpath("b.vhd");
 	struct vd_disk *d = create_base(x, VD_TYPE_DYNAMIC, MiB, 0);
@@ -1360,7 +1360,7 @@ static void depth_message(const char *m, int max)
 		  "the message should say the chain is too deep (limit %d): %s", max, m);
 }
 
-Test(chain, chain_depth_limit, .timeout = 300)
+Test(chain, chain_depth_limit)
 {
 	const int max = VD_MAX_CHAIN_DEPTH;
 	cr_assert_geq(max, 256, "the issue asks for a limit of at least 256");
@@ -1407,4 +1407,52 @@ Test(chain, chain_depth_limit, .timeout = 300)
 	cr_log_info("open of %d levels: %d: %s", max + 1, rc, errmsg(d));
 	depth_message(errmsg(d), max);
 	drop_failed(d);
+}
+
+/* With the parent present, NO_PARENT still leaves it closed: info.parent says where it is. */
+Test(chain, no_parent_flag_with_the_parent_present)
+{
+	const uint64_t size = 2 * MiB;
+	const char *base = tpath("base.vhd"), *child = tpath("child.vhd");
+	struct vd_disk *d = create_base(base, VD_TYPE_DYNAMIC, size, 0);
+	uint8_t data[512], back[512];
+	fill_pattern(data, sizeof(data), 9);
+	disk_write(d, data, sizeof(data), 0, "parent data");
+	close_disk(d);
+	close_disk(create_child(child, base, 0));
+
+	d = open_disk(child, VD_OPEN_RDONLY | VD_OPEN_NO_PARENT);
+	struct vd_info info = get_info(d);
+	same_path(info.parent, base, "NO_PARENT: where the parent would be found");
+	int rc = vd_pread(d, back, sizeof(back), 0);
+	cr_assert_eq(rc, -ENOENT, "NO_PARENT: a read of the parent's data gave %d", rc);
+	close_disk(d);
+	d = open_disk(child, VD_OPEN_RDONLY);
+	disk_read(d, back, sizeof(back), 0, "with the parent");
+	cr_assert_arr_eq(back, data, sizeof(back));
+	close_disk(d);
+}
+
+/*
+ * A parent under an open child is locked: not even VD_OPEN_FORCE writes it then (the
+ * force is for dependents on disk, not for a handle reading it now); once the child
+ * is closed the forced open works.
+ */
+Test(chain, a_parent_under_an_open_child_is_locked_even_with_force)
+{
+	const uint64_t size = 2 * MiB;
+	const char *base = tpath("base.vhd"), *child = tpath("child.vhd");
+	close_disk(create_base(base, VD_TYPE_DYNAMIC, size, 0));
+	close_disk(create_child(child, base, 0));
+	for (int mode = 0; mode < 2; mode++) {
+		struct vd_disk *c = open_disk(child, mode ? VD_OPEN_RDWR : VD_OPEN_RDONLY), *p;
+		int rc = try_open(base, VD_OPEN_RDWR | VD_OPEN_FORCE, &p);
+		cr_assert_eq(rc, -EBUSY,
+			     "forced write open of a parent under an open child (%s): %d",
+			     mode ? "read-write" : "read-only", rc);
+		cr_log_info("locked: %s", errmsg(p));
+		drop_failed(p);
+		close_disk(c);
+	}
+	close_disk(open_disk(base, VD_OPEN_RDWR | VD_OPEN_FORCE));
 }

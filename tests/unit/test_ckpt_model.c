@@ -849,3 +849,21 @@ Test(ckpt, base_and_checkpoint_images_are_not_writable)
 	m->tree = NULL;
 	check_all(m);
 }
+
+Test(ckpt, list_of_a_missing_disk_is_enoent)
+{
+	char path[PATH_MAX + 32], *err = NULL;
+	struct vd_checkpoint_tree *t = NULL;
+	snprintf(path, sizeof(path), "%s/missing.vhd", tmp_dir);
+	int rc = vd_checkpoint_list(path, &t, &err);
+	cr_assert_eq(rc, -ENOENT, "vd_checkpoint_list of a missing disk: %d", rc);
+	cr_assert(err && strstr(err, "missing.vhd"), "the message should name it: %s",
+		  err ? err : "(none)");
+	vd_free_string(err);
+	if (t)
+		vd_checkpoint_tree_free(t);
+	err = NULL;
+	rc = vd_checkpoint_create(path, "x", &err);
+	cr_assert_lt(rc, 0, "a checkpoint of a missing disk was created");
+	vd_free_string(err);
+}
