@@ -525,7 +525,6 @@ MODEL_TEST(2)
 MODEL_TEST(3)
 MODEL_TEST(4)
 MODEL_TEST(5)
-MODEL_TEST(6)
 
 /* ---- the rules around the model, one at a time ---------------------------- */
 
