@@ -87,7 +87,7 @@ static int take_lock(struct vd_disk *d, int oflags, const struct stat *st)
 	    flock(d->file.fd, LOCK_EX | LOCK_NB) < 0)
 		return errno == EWOULDBLOCK
 			       ? busy(d, st,
-				      "image is locked: open for writing, or read through a child,")
+				      "image is locked: open for writing, or read through a child")
 			       : vd_error(d, -errno, "", UINT64_MAX, "cannot lock: %s",
 					  strerror(errno));
 	if (d->child && flock(d->file.fd, LOCK_SH | LOCK_NB) < 0)
