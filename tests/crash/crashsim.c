@@ -162,7 +162,7 @@ static int run_create(struct workload *wl, enum vd_disk_type type, uint32_t bloc
 	}
 	rc = write_epochs(wl, d);
 	if (vd_close(d) < 0 && rc == 0)
-		rc = must(wl, d, -EIO, "close");
+		rc = must(wl, NULL, -EIO, "close (flush) failed");
 	return rc;
 }
 
@@ -206,7 +206,7 @@ static int run_diff(struct workload *wl)
 	}
 	rc = write_epochs(wl, d);
 	if (vd_close(d) < 0 && rc == 0)
-		rc = must(wl, d, -EIO, "close");
+		rc = must(wl, NULL, -EIO, "close (flush) failed");
 	return rc;
 }
 
@@ -627,7 +627,7 @@ static int write_epoch(struct workload *wl, const char *disk, int e)
 	if (rc < 0)
 		must(wl, d, rc, "write");
 	if (vd_close(d) < 0 && rc == 0)
-		rc = must(wl, d, -EIO, "close");
+		rc = must(wl, NULL, -EIO, "close (flush) failed");
 	free(buf);
 	return rc;
 }
@@ -895,6 +895,8 @@ int main(int argc, char **argv)
 			fault_at(&wl, snap, n, "kill");
 		}
 	}
+	free(wl.base);
+	free(recs);
 	printf("crashsim %s %s: crash points: %lu, states checked: %lu (%lu repaired first), "
 	       "failures: %lu\n",
 	       argv[1], wl.name, points, states, repairs, failures);
