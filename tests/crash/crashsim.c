@@ -869,6 +869,7 @@ int main(int argc, char **argv)
 		printf("crashsim power ckpt: crash points: 0, states checked: 0 (0 repaired "
 		       "first), "
 		       "failures: 0 (covered by fault mode: kill at every I/O)\n");
+		free(wl.base);
 		return 0;
 	}
 	copy_dir(work, snap);
