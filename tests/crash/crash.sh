@@ -9,6 +9,10 @@ SIM=$BUILD/tests/crash/crashsim
 
 for mode in power fault; do
 	for w in dynamic dynamic-2m fixed diff ckpt setparent; do
+		if [ "$mode/$w" = power/ckpt ]; then
+			skip "power ckpt" "the crash log holds image writes, not the manifest's rename; checkpoint steps are killed at every I/O in fault mode instead"
+			continue
+		fi
 		d=$(mktemp -d "$TMPDIR/sim.XXXXXX")
 		out=$("$SIM" "$mode" "$w" "$d" 2>&1)
 		rc=$?
