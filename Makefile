@@ -33,7 +33,7 @@ UNIT_SRC := $(sort $(wildcard tests/unit/*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/unit/%)
 HDRS := $(wildcard include/vdisk/*.h libvdisk/*.h libvdisk/*/*.h tools/vhdtool/*.h)
 
-.PHONY: all deps demo check check-fast check-asan unit install uninstall clean bench format
+.PHONY: all deps demo check check-fast check-asan unit install uninstall clean bench format fuzz
 
 all: $(B)/libvdisk.so.$(SOVER) $(B)/libvdisk.a $(B)/vhdtool $(B)/libvdisk.pc
 
@@ -91,6 +91,10 @@ check: deps
 		$(UNIT_BIN:$(B)/%=build-asan/%) build-asan/tests/crash/crashsim
 	@./tests/run.sh
 
+# libFuzzer targets, FUZZ_SECONDS each (default 60); see tests/fuzz/README.md.
+fuzz: deps
+	@FUZZ_SECONDS=$${FUZZ_SECONDS:-60} ./tests/fuzz/run.sh
+
 bench: deps
 	@$(MAKE) --no-print-directory all $(B)/bench/vdbench
 	@./bench/run.sh
@@ -116,7 +120,8 @@ uninstall:
 		$(DESTDIR)$(MANDIR)/man1/vhdtool.1
 
 format:
-	clang-format -i $(LIB_SRC) $(TOOL_SRC) $(UNIT_SRC) $(HDRS)
+	clang-format -i $(LIB_SRC) $(TOOL_SRC) $(UNIT_SRC) $(HDRS) tests/fuzz/*.c tests/fuzz/*.h \
+		tests/crash/*.c bench/*.c
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz

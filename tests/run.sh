@@ -63,6 +63,9 @@ run_unit build-asan
 run_shell build-asan tests/images
 run_shell build-asan tests/cli
 run_shell build-asan tests/crash
+# libFuzzer targets, a fixed number of runs each (fixed seed: repeatable).
+echo "== fuzz"
+FUZZ_RUNS=${FUZZ_RUNS:-3000} ./tests/fuzz/run.sh
 
 p=$(grep -c '^PASS' "$RESULTS"); f=$(grep -c '^FAIL' "$RESULTS"); s=$(grep -c '^SKIP' "$RESULTS")
 if [ "$s" -gt 0 ]; then echo "-- skipped:"; grep '^SKIP' "$RESULTS" | sed 's/^SKIP /   /'; fi

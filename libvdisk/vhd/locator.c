@@ -179,6 +179,9 @@ static int32_t utf8_next(const unsigned char **sp)
 			return -1;
 		cp = cp << 6 | (s[i] & 0x3F);
 	}
+	/* RFC 3629: the shortest form only ("\xC0\xAF" is not "/"), no surrogates. */
+	if ((extra == 1 && cp < 0x80) || (extra == 2 && cp < 0x800) || (extra == 3 && cp < 0x10000))
+		return -1;
 	if (cp > 0x10FFFF || (cp >= 0xD800 && cp < 0xE000))
 		return -1;
 	*sp = s + 1 + extra;

@@ -185,6 +185,39 @@ int vd_vhd_create_child(struct vd_disk *d, struct vd_file *file, uint64_t size, 
 	return rc;
 }
 
+static int overlaps(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
+{
+	return a < b + blen && b < a + alen;
+}
+
+/*
+ * A slot may be rewritten only when it touches nothing else: not the footer
+ * copy, the header, the BAT, a block or another slot (a crafted or damaged
+ * header could point a locator anywhere; fuzz finding).
+ */
+static int slot_is_free(const struct vhd *v, int i, uint64_t len)
+{
+	uint64_t off = v->hdr.loc[i].data_offset;
+	uint64_t block = (uint64_t)v->bitmap_bytes + v->block_size;
+
+	if (off > v->file->size || len > v->file->size - off || overlaps(off, len, 0, 512) ||
+	    overlaps(off, len, v->hdr_offset, VD_DYNHDR_SIZE) ||
+	    overlaps(off, len, v->hdr.table_offset, (uint64_t)v->entries * 4))
+		return 0;
+	for (uint32_t b = 0; b < v->entries; b++)
+		if (v->bat[b] != VD_BAT_UNUSED &&
+		    overlaps(off, len, (uint64_t)v->bat[b] * 512, block))
+			return 0;
+	for (int k = 0; k < 8; k++) {
+		int64_t sp = vd_locator_space_bytes(v->hdr.loc[k].data_space);
+
+		if (k != i && v->hdr.loc[k].code != VD_LOC_NONE && sp > 0 &&
+		    overlaps(off, len, v->hdr.loc[k].data_offset, (uint64_t)sp))
+			return 0;
+	}
+	return 1;
+}
+
 /* The locator slots in use can hold BLOBS in place (the usual set-parent). */
 static int fits_in_place(const struct vhd *v, const struct loc_blob *blobs)
 {
@@ -192,7 +225,7 @@ static int fits_in_place(const struct vhd *v, const struct loc_blob *blobs)
 		int64_t space = vd_locator_space_bytes(v->hdr.loc[i].data_space);
 
 		if (v->hdr.loc[i].code == VD_LOC_NONE || space < blobs[i].len ||
-		    v->hdr.loc[i].data_offset + (uint64_t)space > v->data_end)
+		    !slot_is_free(v, i, (uint64_t)space))
 			return 0;
 	}
 	return 1;

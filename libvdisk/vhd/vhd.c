@@ -258,7 +258,8 @@ static int validate_header(struct vhd *v)
 		return vd_error(d, -EUCLEAN, "header.block_size", ho + 32,
 				"block size %u is not a power of two from 512 bytes to 256 MiB",
 				bs);
-	need = (v->footer.current_size + bs - 1) / bs;
+	/* Without the (size + bs - 1) form: that wraps for sizes near 2^64 (fuzz finding). */
+	need = v->footer.current_size / bs + (v->footer.current_size % bs != 0);
 	if (h->max_table_entries < need)
 		return vd_error(d, -EUCLEAN, "header.max_table_entries", ho + 28,
 				"BAT has %u entries but the disk size needs %llu",
@@ -533,6 +534,11 @@ static int map_dynamic(struct vhd *v, uint64_t off, uint64_t len, uint64_t *run_
 	uint32_t boff = (uint32_t)(off % v->block_size);
 	uint64_t n = len < v->block_size - boff ? len : v->block_size - boff;
 	uint8_t *bm;
+
+	if (off / v->block_size >= v->entries)
+		return vd_error(v->disk, -EUCLEAN, "header.max_table_entries", v->hdr_offset + 28,
+				"offset %llu lies past the BAT's %u entries",
+				(unsigned long long)off, v->entries);
 	uint32_t k, run;
 	int rc;
 

@@ -101,6 +101,16 @@ static int read_in_block(struct vhd *v, uint32_t blk, uint32_t boff, uint8_t *bu
 	return rc;
 }
 
+/* Open guarantees the BAT covers the disk; this keeps a future size bug from memory. */
+static int past_bat(struct vhd *v, uint64_t off, size_t len)
+{
+	if (len == 0 || (off + len - 1) / v->block_size < v->entries)
+		return 0;
+	return vd_error(v->disk, -EUCLEAN, "header.max_table_entries", v->hdr_offset + 28,
+			"offset %llu lies past the BAT's %u entries", (unsigned long long)off,
+			v->entries);
+}
+
 int vd_vhd_pread(void *state, void *buf, size_t len, uint64_t off)
 {
 	struct vhd *v = state;
@@ -108,6 +118,8 @@ int vd_vhd_pread(void *state, void *buf, size_t len, uint64_t off)
 
 	if (!v->dynamic)
 		return data_read(v, buf, len, off);
+	if (past_bat(v, off, len))
+		return -EUCLEAN;
 	while (len) {
 		uint32_t blk = (uint32_t)(off / v->block_size);
 		uint32_t boff = (uint32_t)(off % v->block_size);
@@ -194,9 +206,17 @@ static int allocate_block(struct vhd *v, uint32_t blk)
 {
 	uint64_t bm_off = place_block(v);
 	uint64_t end = bm_off + v->bitmap_bytes + v->block_size;
-	uint8_t *bm = calloc(1, v->bitmap_bytes);
+	uint8_t *bm;
 	int rc;
 
+	/* A BAT entry is a 32-bit sector number: the file cannot grow past 2 TiB. */
+	if (bm_off / VD_SECTOR >= VD_BAT_UNUSED)
+		return vd_error(
+			v->disk, -EFBIG, "bat", UINT64_MAX,
+			"a new block would start at offset %llu, past the 2 TiB a VHD's BAT "
+			"can address; convert to a disk with larger blocks",
+			(unsigned long long)bm_off);
+	bm = calloc(1, v->bitmap_bytes);
 	if (!bm)
 		return vd_error(v->disk, -ENOMEM, "bitmap", bm_off, "out of memory");
 	if (!v->diff) /* never bits for sectors past the disk's end */
@@ -293,6 +313,8 @@ int vd_vhd_pwrite(void *state, const void *buf, size_t len, uint64_t off)
 				"reopen the image");
 	if (!v->dynamic)
 		return data_write(v, buf, len, off);
+	if (past_bat(v, off, len))
+		return -EUCLEAN;
 	while (len) {
 		uint32_t blk = (uint32_t)(off / v->block_size);
 		uint32_t boff = (uint32_t)(off % v->block_size);
