@@ -207,6 +207,10 @@ int vd_relink(const char *child, const char *parent, int check_uuid, char **errm
 /* Chains (avhd/chain.c): open the parent of a just-opened differencing disk. */
 int vd_chain_open_parent(struct vd_disk *disk, unsigned flags);
 void vd_chain_close(struct vd_disk *disk);
+/* Copy into TARGET the runs the layers of TOP's chain above TARGET hold (merge/merge.c). */
+int vd_copy_layers(struct vd_disk *top, struct vd_disk *target, vd_progress_fn progress, void *ctx);
+/* 1 when something besides ABOVE (a child image, a checkpoint) depends on D; WHO says what. */
+int vd_chain_other_dependent(struct vd_disk *d, const struct vd_disk *above, char *who, size_t len);
 /* Refuse writing an image that a child or a checkpoint depends on (-EBUSY). */
 int vd_chain_check_dependents(struct vd_disk *disk);
 /* A chain-wide map: ALLOCATED where any layer holds data. */

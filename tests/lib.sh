@@ -13,13 +13,13 @@ skip() { echo "SKIP $SUITE $1 ${2:-}" >>"$RESULTS"; echo "  skip $1: ${2:-}"; }
 
 # check NAME CMD...: pass when CMD succeeds.
 check() {
-	name=$1; shift
+	local name=$1 out; shift
 	if out=$("$@" 2>&1); then ok "$name"; else fail "$name" "$(printf '%s' "$out" | tail -n 3 | tr '\n' ' ')"; fi
 }
 
 # expect_exit NAME CODE CMD...: pass when CMD exits with CODE.
 expect_exit() {
-	name=$1; want=$2; shift 2
+	local name=$1 want=$2 out rc; shift 2
 	out=$("$@" 2>&1); rc=$?
 	if [ "$rc" = "$want" ]; then ok "$name"; else fail "$name" "exit $rc, wanted $want: $(printf '%s' "$out" | tail -n 2 | tr '\n' ' ')"; fi
 }

@@ -240,6 +240,27 @@ struct vd_checkpoint_tree {
 int vd_checkpoint_list(const char *disk, struct vd_checkpoint_tree **tree, char **errmsg_out);
 void vd_checkpoint_tree_free(struct vd_checkpoint_tree *tree);
 
+/* Progress of a long operation: DONE of TOTAL bytes. */
+typedef void (*vd_progress_fn)(void *ctx, uint64_t done, uint64_t total);
+
+struct vd_merge_opts {
+	const char *into;	 /* an ancestor of the child; NULL: its parent */
+	int keep;		 /* keep the child (it reads the same afterwards) */
+	vd_progress_fn progress; /* may be NULL */
+	void *ctx;
+};
+
+/*
+ * Merge CHILD (a differencing disk) into its parent, or the run of levels from
+ * CHILD up to the ancestor INTO, as Hyper-V's Merge-VHD does: only the data the
+ * levels hold is copied; the merged images are removed afterwards (the child
+ * too unless KEEP). Refused (-EBUSY) when another child or a checkpoint depends
+ * on an image that would change or go. Crash-safe and resumable without a
+ * journal: the child reads the same throughout, and running the merge again
+ * completes it. Returns 0 or -errno with a message in *errmsg_out.
+ */
+int vd_merge(const char *child, const struct vd_merge_opts *opts, char **errmsg_out);
+
 /* A structural problem found by vd_check. */
 struct vd_problem {
 	const char *field;   /* "footer.checksum", "bat[17]", ... */

@@ -366,6 +366,47 @@ static int names_parent(int fd, const uint8_t uuid[16])
 	return memcmp(h.parent_uuid, uuid, 16) == 0;
 }
 
+int vd_chain_other_dependent(struct vd_disk *d, const struct vd_disk *above, char *who, size_t len)
+{
+	struct vd_info info;
+	char *dir = dir_of(d->path);
+	struct dirent *e;
+	int found = 0;
+	DIR *dp;
+
+	if (!dir || vd_get_info(d, &info) < 0) {
+		free(dir);
+		return 0;
+	}
+	if (vd_ckpt_is_frozen(dir, base_name(d->path), who, len)) {
+		free(dir);
+		return 1;
+	}
+	dp = opendir(dir);
+	while (dp && !found && (e = readdir(dp))) {
+		struct stat st;
+		int fd;
+
+		if (!has_vhd_name(e->d_name))
+			continue;
+		fd = openat(dirfd(dp), e->d_name, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+		if (fd < 0)
+			continue;
+		if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+		    !(st.st_dev == d->dev && st.st_ino == d->ino) &&
+		    !(above && st.st_dev == above->dev && st.st_ino == above->ino) &&
+		    names_parent(fd, info.uuid)) {
+			snprintf(who, len, "%s/%s", dir, e->d_name);
+			found = 1;
+		}
+		close(fd);
+	}
+	if (dp)
+		closedir(dp);
+	free(dir);
+	return found;
+}
+
 int vd_chain_check_dependents(struct vd_disk *d)
 {
 	struct vd_info info;

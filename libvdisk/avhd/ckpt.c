@@ -545,39 +545,14 @@ static int parent_path(struct tree *t, const char *image, char *out, size_t len)
 }
 
 /* Copy into B every run that a layer of APATH's chain above B holds. */
-static int copy_upper_layers(struct tree *t, const char *apath, struct vd_disk *b, uint8_t *buf)
+static int copy_upper_layers(struct tree *t, const char *apath, struct vd_disk *b)
 {
 	struct vd_open_opts ao = {.flags = VD_OPEN_RDONLY | VD_OPEN_IMAGE_ONLY};
-	struct vd_disk *a, *l;
-	uint64_t off = 0;
+	struct vd_disk *a;
 	int rc = vd_open(apath, &ao, &a);
 
-	if (rc < 0) {
-		fail(t, rc, "%s", vd_errmsg(a));
-		vd_close(a);
-		return rc;
-	}
-	while (rc == 0 && off < a->virtual_size) {
-		uint64_t len =
-			a->virtual_size - off < (1u << 20) ? a->virtual_size - off : (1u << 20);
-		uint64_t run = len, r;
-		int held = 0;
-
-		/* Every layer above the base: does one of them hold this run? */
-		for (l = a; l && !(l->dev == b->dev && l->ino == b->ino); l = l->parent) {
-			int kind = l->drv->map(l->state, off, run, &r);
-
-			if (kind < 0) {
-				rc = kind;
-				break;
-			}
-			run = r < run && r ? r : run;
-			held |= kind == VD_EXTENT_ALLOCATED;
-		}
-		if (rc == 0 && held && (rc = vd_pread(a, buf, (size_t)run, off)) == 0)
-			rc = vd_pwrite(b, buf, (size_t)run, off);
-		off += run;
-	}
+	if (rc == 0)
+		rc = vd_copy_layers(a, b, NULL, NULL);
 	if (rc < 0)
 		fail(t, rc, "folding into the base: %s / %s", vd_errmsg(a), vd_errmsg(b));
 	vd_close(a);
@@ -638,19 +613,17 @@ static int fold_into_base(struct tree *t)
 					   VD_OPEN_NOLOCK_};
 	char bpath[VD_PATH_MAX * 2], apath[VD_PATH_MAX * 2];
 	struct vd_disk *b = NULL;
-	uint8_t *buf = malloc(1u << 20);
-	int rc = buf ? 0 : -ENOMEM;
+	int rc = 0;
 
 	abs_image(t, t->disk, bpath, sizeof(bpath));
 	abs_image(t, t->active, apath, sizeof(apath));
 	if (rc == 0 && (rc = vd_open(bpath, &bo, &b)) < 0)
 		fail(t, rc, "%s", vd_errmsg(b));
 	if (rc == 0)
-		rc = copy_upper_layers(t, apath, b, buf);
+		rc = copy_upper_layers(t, apath, b);
 	if (rc == 0 && (rc = vd_flush(b)) < 0)
 		fail(t, rc, "%s", vd_errmsg(b));
 	vd_close(b);
-	free(buf);
 	if (rc == 0 && unlink(t->manifest) < 0)
 		rc = fail(t, -errno, "%s: %s", t->manifest, strerror(errno));
 	if (rc == 0)
