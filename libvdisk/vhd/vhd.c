@@ -70,6 +70,7 @@ static int choose_footer(struct vhd *v, int re, const uint8_t *end, const struct
 
 	if (re == 0) {
 		v->footer = *fe;
+		memcpy(v->footer_raw, end, 512);
 		v->end_footer_ok = 1;
 		if (!is_sparse_type(fe->disk_type))
 			return 0;
@@ -88,6 +89,7 @@ static int choose_footer(struct vhd *v, int re, const uint8_t *end, const struct
 	}
 	if (r0 == 0 && is_sparse_type(f0->disk_type)) {
 		v->footer = *f0;
+		memcpy(v->footer_raw, copy, 512);
 		v->end_footer_ok = 0;
 		vd_warn(d, "footer", v->footer_offset,
 			"footer at the end of the file is %s; using the copy at offset 0",
@@ -273,6 +275,13 @@ static int validate_header(struct vhd *v)
 				h->table_offset % VD_SECTOR ? "is not 512-aligned in"
 							    : "extends past",
 				(unsigned long long)v->file->size);
+	if (v->end_footer_ok &&
+	    (overlaps(h->table_offset, bat_bytes, v->footer_offset, VD_FOOTER_SIZE) ||
+	     overlaps(ho, VD_DYNHDR_SIZE, v->footer_offset, VD_FOOTER_SIZE)))
+		return vd_error(d, -EUCLEAN, "header.table_offset", ho + 16,
+				"the BAT (offset 0x%llx, %u entries) or the header overlaps the "
+				"footer at the end of the file",
+				(unsigned long long)h->table_offset, h->max_table_entries);
 	if (overlaps(h->table_offset, bat_bytes, ho, VD_DYNHDR_SIZE) ||
 	    overlaps(h->table_offset, bat_bytes, 0, VD_FOOTER_SIZE))
 		return vd_error(

@@ -21,6 +21,7 @@ struct vhd {
 	struct vd_disk *disk;
 	struct vd_file *file;
 	struct vd_footer footer;
+	uint8_t footer_raw[512]; /* the chosen copy as read: rewritten byte for byte */
 	struct vd_dynhdr hdr;
 	uint64_t hdr_offset;
 	uint64_t footer_offset; /* where the end footer is (or goes) */

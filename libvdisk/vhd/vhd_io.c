@@ -185,13 +185,14 @@ static uint64_t place_block(const struct vhd *v)
 	return ALIGN_UP(start + v->bitmap_bytes, align) - v->bitmap_bytes;
 }
 
+/*
+ * The footer is never changed, only moved or restored: write the valid copy
+ * byte for byte (reserved bytes a writer set included), so both copies stay
+ * identical and a repair converges.
+ */
 int vd_vhd_write_footer_at(struct vhd *v, uint64_t off)
 {
-	uint8_t buf[VD_FOOTER_SIZE];
-	struct vd_footer f = v->footer;
-
-	vd_footer_encode(&f, buf);
-	return vd_file_pwrite(v->file, buf, sizeof(buf), off);
+	return vd_file_pwrite(v->file, v->footer_raw, sizeof(v->footer_raw), off);
 }
 
 /*
