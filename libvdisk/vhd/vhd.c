@@ -638,11 +638,70 @@ static void check_tail_bits(struct vhd *v, struct vd_disk *d)
 	}
 }
 
+/* Each block blktap's batmap calls full must be allocated with every bit set. */
+static void check_batmap_bits(struct vhd *v, struct vd_disk *d, const uint8_t *map, uint64_t at)
+{
+	for (uint32_t i = 0; i < v->entries; i++) {
+		uint8_t *bm;
+
+		if (!vd_bitmap_test(map, i))
+			continue;
+		if (v->bat[i] == VD_BAT_UNUSED || vd_vhd_load_bitmap(v, i, &bm) < 0 ||
+		    bm != BITMAP_FULL) {
+			vd_warn(d, "batmap", at + i / 8,
+				"blktap batmap marks block %u as full, but it is %s", i,
+				v->bat[i] == VD_BAT_UNUSED ? "not allocated" : "not fully present");
+			return; /* one is enough to say the batmap is stale */
+		}
+	}
+}
+
+/*
+ * blktap's batmap (creator "tap", after the BAT): its checksum over the map and
+ * its claims, as vhd-util check verifies them.
+ */
+static void check_batmap(struct vhd *v, struct vd_disk *d)
+{
+	uint64_t hdr = ALIGN_UP(v->hdr.table_offset + (uint64_t)v->entries * 4, VD_SECTOR);
+	uint8_t bh[512], *map;
+	uint64_t off, len;
+	uint32_t sum = 0;
+
+	if (!v->dynamic || v->file->size < hdr + 512 || vd_file_pread(v->file, bh, 512, hdr) < 0 ||
+	    memcmp(bh, "tdbatmap", 8) != 0)
+		return;
+	off = get_be64(bh + 8);
+	len = (uint64_t)get_be32(bh + 16) * VD_SECTOR;
+	if (len < (v->entries + 7) / 8 || len > (64u << 20) || off > v->file->size ||
+	    len > v->file->size - off) {
+		vd_warn(d, "batmap", hdr + 8,
+			"blktap batmap (offset 0x%llx, %llu bytes) lies "
+			"outside the file or does not cover the BAT",
+			(unsigned long long)off, (unsigned long long)len);
+		return;
+	}
+	map = malloc(len);
+	if (!map || vd_file_pread(v->file, map, len, off) < 0) {
+		free(map);
+		return;
+	}
+	for (uint64_t i = 0; i < len; i++)
+		sum += map[i];
+	if (~sum != get_be32(bh + 24))
+		vd_warn(d, "batmap.checksum", hdr + 24,
+			"blktap batmap checksum mismatch (stored 0x%08x, computed 0x%08x)",
+			get_be32(bh + 24), ~sum);
+	else
+		check_batmap_bits(v, d, map, off);
+	free(map);
+}
+
 static void vhd_check(void *state, enum vd_check_profile profile, struct vd_disk *d)
 {
 	struct vhd *v = state;
 
 	check_tail_bits(v, d);
+	check_batmap(v, d);
 	if (profile == VD_CHECK_AZURE)
 		check_azure(v, d);
 }
