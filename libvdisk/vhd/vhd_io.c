@@ -111,20 +111,18 @@ static int past_bat(struct vhd *v, uint64_t off, size_t len)
 			v->entries);
 }
 
-int vd_vhd_pread(void *state, void *buf, size_t len, uint64_t off)
-{
-	struct vhd *v = state;
-	uint8_t *p = buf;
+typedef int (*block_fn)(struct vhd *v, uint32_t blk, uint32_t boff, uint8_t *buf, uint32_t n);
 
-	if (!v->dynamic)
-		return data_read(v, buf, len, off);
+/* Split a range at block boundaries (the checks above keep it inside the BAT). */
+static int each_block(struct vhd *v, uint8_t *p, size_t len, uint64_t off, block_fn fn)
+{
 	if (past_bat(v, off, len))
 		return -EUCLEAN;
 	while (len) {
 		uint32_t blk = (uint32_t)(off / v->block_size);
 		uint32_t boff = (uint32_t)(off % v->block_size);
 		uint32_t n = len < v->block_size - boff ? (uint32_t)len : v->block_size - boff;
-		int rc = read_in_block(v, blk, boff, p, n);
+		int rc = fn(v, blk, boff, p, n);
 
 		if (rc < 0)
 			return rc;
@@ -133,6 +131,16 @@ int vd_vhd_pread(void *state, void *buf, size_t len, uint64_t off)
 		len -= n;
 	}
 	return 0;
+}
+
+int vd_vhd_pread(void *state, void *buf, size_t len, uint64_t off)
+{
+	struct vhd *v = state;
+	uint8_t *p = buf;
+
+	if (!v->dynamic)
+		return data_read(v, buf, len, off);
+	return each_block(v, p, len, off, read_in_block);
 }
 
 /* ---- writing ---- */
@@ -303,6 +311,11 @@ static int write_in_block(struct vhd *v, uint32_t blk, uint32_t boff, const uint
 	return write_partial(v, blk, bm, boff, buf, n);
 }
 
+static int write_block(struct vhd *v, uint32_t blk, uint32_t boff, uint8_t *buf, uint32_t n)
+{
+	return write_in_block(v, blk, boff, buf, n);
+}
+
 int vd_vhd_pwrite(void *state, const void *buf, size_t len, uint64_t off)
 {
 	struct vhd *v = state;
@@ -314,21 +327,8 @@ int vd_vhd_pwrite(void *state, const void *buf, size_t len, uint64_t off)
 				"reopen the image");
 	if (!v->dynamic)
 		return data_write(v, buf, len, off);
-	if (past_bat(v, off, len))
-		return -EUCLEAN;
-	while (len) {
-		uint32_t blk = (uint32_t)(off / v->block_size);
-		uint32_t boff = (uint32_t)(off % v->block_size);
-		uint32_t n = len < v->block_size - boff ? (uint32_t)len : v->block_size - boff;
-		int rc = write_in_block(v, blk, boff, p, n);
-
-		if (rc < 0)
-			return rc;
-		p += n;
-		off += n;
-		len -= n;
-	}
-	return 0;
+	/* The loop only passes the pointer along; write_in_block never writes through it. */
+	return each_block(v, (uint8_t *)p, len, off, write_block);
 }
 
 /* ---- flush: publish bitmaps and BAT entries after their data ---- */
