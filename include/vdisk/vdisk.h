@@ -261,6 +261,16 @@ struct vd_merge_opts {
  */
 int vd_merge(const char *child, const struct vd_merge_opts *opts, char **errmsg_out);
 
+/*
+ * Change the virtual size of the fixed or dynamic VHD at PATH to SIZE (a
+ * multiple of 512), as Hyper-V's Edit Disk does: both footers and the geometry;
+ * a dynamic disk's BAT grows into the free space after it (when a data block
+ * is in the way, -ENOSPC: moving blocks is not supported yet). Shrinking needs
+ * ALLOW_SHRINK and a cut-off part that holds no data. Differencing disks are
+ * refused (their size is the parent's). 0 or -errno, message in *errmsg_out.
+ */
+int vd_resize(const char *path, uint64_t size, int allow_shrink, char **errmsg_out);
+
 /* A structural problem found by vd_check. */
 struct vd_problem {
 	const char *field;   /* "footer.checksum", "bat[17]", ... */

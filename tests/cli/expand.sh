@@ -1,0 +1,33 @@
+# vhdtool expand against qemu-img and vhdiinfo: fixed and dynamic disks grow
+# with their data intact and zeros after; shrinking only with --shrink over an
+# empty tail; a differencing disk and a BAT that cannot grow are refused.
+. "$TOP/tests/lib.sh"
+V=$VHDTOOL
+T=$TMPDIR
+head -c 3000001 /dev/urandom >"$T/data"
+
+for type in dynamic fixed; do
+	d=$T/$type.vhd
+	"$V" create -t $type -s 16M "$d" >/dev/null && "$V" write --offset 1001 "$d" "$T/data"
+	"$V" read "$d" >"$T/$type.raw"
+	check "$type: expand 16M -> 200M" "$V" expand -s 200M "$d"
+	truncate -s 200M "$T/$type.raw"
+	check "$type: qemu-img compares the grown disk with the data and zeros" qemu-img compare -f vpc -F raw "$d" "$T/$type.raw"
+	size=$(qemu-img info -f vpc --output=json "$d" | python3 -c 'import json,sys; print(json.load(sys.stdin)["virtual-size"])')
+	[ "$size" = 209715200 ] && ok "$type: qemu-img sees 200 MiB" || fail "$type: qemu-img sees 200 MiB" "$size"
+	vhdiinfo "$d" | grep -q "209715200 bytes" && ok "$type: vhdiinfo sees 200 MiB" || fail "$type: vhdiinfo sees 200 MiB" "$(vhdiinfo "$d" | grep Media)"
+	check "$type: check is clean after expand" "$V" check "$d"
+	expect_exit "$type: a smaller size without --shrink" 2 "$V" expand -s 100M "$d"
+	expect_exit "$type: --shrink over data is refused" 2 "$V" expand --shrink -s 2M "$d"
+	check "$type: --shrink over an empty tail" "$V" expand --shrink -s 8M "$d"
+	truncate -s 8M "$T/$type.raw"
+	check "$type: the shrunk disk keeps its data" qemu-img compare -f vpc -F raw "$d" "$T/$type.raw"
+done
+# A 2 MiB-block disk: the BAT at 1536 has room up to its first block at 3584
+# (512 entries, 1 GiB), so 1 GiB is reached in place and 2 GiB is refused.
+"$V" create -s 16M "$T/tight.vhd" >/dev/null && "$V" write --offset 0 "$T/tight.vhd" "$T/data"
+check "dynamic: the BAT grows in place up to its free room" "$V" expand -s 1G "$T/tight.vhd"
+expect_exit "dynamic: a BAT that would run over a block is refused" 2 "$V" expand -s 2G "$T/tight.vhd"
+check "dynamic: after the refusal the disk is intact" "$V" check "$T/tight.vhd"
+"$V" create -t diff -b "$T/tight.vhd" "$T/child.vhd" >/dev/null
+expect_exit "a differencing disk is refused" 2 "$V" expand -s 512M "$T/child.vhd"
