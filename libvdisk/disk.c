@@ -326,6 +326,37 @@ int vd_pwrite(struct vd_disk *d, const void *buf, size_t len, uint64_t offset)
 	return d->drv->pwrite(d->state, buf, len, offset);
 }
 
+/* Writing zeros is the fallback where nothing can be released. */
+static int zero_range(struct vd_disk *d, uint64_t off, uint64_t len)
+{
+	size_t chunk = len < (1u << 20) ? (size_t)len : (1u << 20);
+	uint8_t *zeros = calloc(1, chunk ? chunk : 1);
+	int rc = zeros ? 0 : -ENOMEM;
+
+	while (rc == 0 && len) {
+		size_t n = len < chunk ? (size_t)len : chunk;
+
+		rc = d->drv->pwrite(d->state, zeros, n, off);
+		off += n;
+		len -= n;
+	}
+	free(zeros);
+	return rc;
+}
+
+int vd_discard(struct vd_disk *d, uint64_t offset, uint64_t len)
+{
+	int rc = check_range(d, (size_t)len, offset, "discard");
+
+	if (rc < 0 || len == 0)
+		return rc;
+	if (!(d->flags & VD_OPEN_RDWR))
+		return vd_error(d, -EROFS, "", UINT64_MAX, "image is open read-only");
+	if (d->drv->discard)
+		return d->drv->discard(d->state, offset, len);
+	return zero_range(d, offset, len);
+}
+
 int vd_flush(struct vd_disk *d)
 {
 	if (!d->drv)

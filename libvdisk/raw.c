@@ -125,6 +125,26 @@ static int raw_create(struct vd_disk *disk, struct vd_file *file, const struct v
 	return 0;
 }
 
+static int raw_discard(void *state, uint64_t offset, uint64_t len)
+{
+	struct raw *r = state;
+	int rc = vd_file_punch(r->file, offset, len);
+
+	if (rc == -EOPNOTSUPP) { /* no holes here: zeros it is */
+		uint8_t zeros[4096] = {0};
+
+		for (rc = 0; rc == 0 && len;) {
+			size_t n = len < sizeof(zeros) ? (size_t)len : sizeof(zeros);
+
+			rc = vd_file_pwrite(r->file, zeros, n, offset);
+			offset += n;
+			len -= n;
+		}
+	}
+	return rc < 0 ? vd_error(r->disk, rc, "data", offset, "discard failed: %s", vd_strerror(rc))
+		      : 0;
+}
+
 const struct vd_driver vd_raw_driver = {
 	.name = "raw",
 	.state_size = sizeof(struct raw),
@@ -136,6 +156,7 @@ const struct vd_driver vd_raw_driver = {
 	.pread = raw_pread,
 	.pwrite = raw_pwrite,
 	.flush = raw_flush,
+	.discard = raw_discard,
 	.create = raw_create,
 	.check = NULL,
 };

@@ -74,6 +74,8 @@ struct vd_file {
 int vd_file_pread(struct vd_file *f, void *buf, size_t len, uint64_t offset);
 int vd_file_pwrite(struct vd_file *f, const void *buf, size_t len, uint64_t offset);
 int vd_file_sync(struct vd_file *f);
+/* Punch a hole (the range then reads as zeros); 0, or -EOPNOTSUPP where impossible. */
+int vd_file_punch(struct vd_file *f, uint64_t offset, uint64_t len);
 /* Data or hole runs of a file region (SEEK_DATA/SEEK_HOLE): a VD_EXTENT_* kind. */
 int vd_file_map_holes(struct vd_file *f, uint64_t offset, uint64_t len, uint64_t *run_len);
 
@@ -120,6 +122,8 @@ struct vd_driver {
 	int (*pread)(void *state, void *buf, size_t len, uint64_t offset);
 	int (*pwrite)(void *state, const void *buf, size_t len, uint64_t offset);
 	int (*flush)(void *state);
+	/* Make a range read as zeros, releasing space where possible (may be NULL). */
+	int (*discard)(void *state, uint64_t offset, uint64_t len);
 	/* Lay out a new image in FILE (empty, opened read-write). */
 	int (*create)(struct vd_disk *disk, struct vd_file *file,
 		      const struct vd_create_opts *opts);

@@ -86,6 +86,15 @@ int vd_close(struct vd_disk *disk);
  */
 int vd_pread(struct vd_disk *disk, void *buf, size_t len, uint64_t offset);
 int vd_pwrite(struct vd_disk *disk, const void *buf, size_t len, uint64_t offset);
+/*
+ * Discard (TRIM) LEN bytes at OFFSET: afterwards the range reads as zeros.
+ * Whole blocks of a dynamic disk are released (BAT entry cleared, host space
+ * punched where the file system allows; compact reclaims the file space);
+ * partial blocks are zeroed. In a differencing disk the range is written as
+ * zeros over the parent. Raw and fixed images get a hole punched.
+ */
+int vd_discard(struct vd_disk *disk, uint64_t offset, uint64_t len);
+
 /* Make every completed write durable (data and metadata). */
 int vd_flush(struct vd_disk *disk);
 

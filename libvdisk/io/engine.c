@@ -3,6 +3,7 @@
  * each helper submits one request to the file's engine and reaps until it is done.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,6 +142,14 @@ int vd_file_pwrite(struct vd_file *f, const void *buf, size_t len, uint64_t offs
 		return -EIO;
 	if (offset + len > f->size)
 		f->size = offset + len;
+	return 0;
+}
+
+int vd_file_punch(struct vd_file *f, uint64_t offset, uint64_t len)
+{
+	if (len && fallocate(f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset,
+			     (off_t)len) < 0)
+		return -errno;
 	return 0;
 }
 

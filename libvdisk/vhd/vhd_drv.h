@@ -53,6 +53,7 @@ int vd_vhd_load_bitmap(struct vhd *v, uint32_t blk, uint8_t **out);
 int vd_vhd_pread(void *state, void *buf, size_t len, uint64_t off);
 int vd_vhd_pwrite(void *state, const void *buf, size_t len, uint64_t off);
 int vd_vhd_flush(void *state);
+int vd_vhd_discard(void *state, uint64_t off, uint64_t len);
 int vd_vhd_write_footer_at(struct vhd *v, uint64_t off);
 int vd_vhd_get_parent(void *state, struct vd_parent_ref *ref);
 int vd_vhd_set_parent(void *state, const struct vd_parent_link *link);

@@ -395,7 +395,8 @@ int vd_vhd_flush(void *state)
 	if (rc < 0 || v->ndirty == 0)
 		return rc;
 	for (uint32_t i = 0; i < v->ndirty && rc == 0; i++)
-		if (v->dirty[v->dirty_list[i]] & DIRTY_BITMAP)
+		if ((v->dirty[v->dirty_list[i]] & DIRTY_BITMAP) &&
+		    v->bat[v->dirty_list[i]] != VD_BAT_UNUSED)
 			rc = write_bitmap(v, v->dirty_list[i]);
 	for (uint32_t i = 0; i < v->ndirty && rc == 0; i++)
 		if (v->dirty[v->dirty_list[i]] & DIRTY_BAT)
@@ -408,4 +409,75 @@ int vd_vhd_flush(void *state)
 		v->dirty[v->dirty_list[i]] = 0;
 	v->ndirty = 0;
 	return 0;
+}
+
+/* ---- discard ---- */
+
+static int write_zeros(struct vhd *v, uint64_t off, uint64_t len)
+{
+	size_t chunk = len < (1u << 20) ? (size_t)len : (1u << 20);
+	uint8_t *zeros = calloc(1, chunk ? chunk : 1);
+	int rc = zeros ? 0 : vd_error(v->disk, -ENOMEM, "", UINT64_MAX, "out of memory");
+
+	while (rc == 0 && len) {
+		size_t n = len < chunk ? (size_t)len : chunk;
+
+		rc = vd_vhd_pwrite(v, zeros, n, off);
+		off += n;
+		len -= n;
+	}
+	free(zeros);
+	return rc;
+}
+
+/*
+ * A whole block of a dynamic disk: the entry is cleared (published at the next
+ * flush) and its space punched. Either order is safe: a durable entry over a
+ * punched block reads zeros through its zeroed bitmap.
+ */
+static void release_block(struct vhd *v, uint32_t blk)
+{
+	uint64_t at = (uint64_t)v->bat[blk] * VD_SECTOR;
+
+	if (v->bat[blk] == VD_BAT_UNUSED)
+		return;
+	vd_file_punch(v->file, at, (uint64_t)v->bitmap_bytes + v->block_size);
+	if (v->bitmaps[blk] != BITMAP_FULL)
+		free(v->bitmaps[blk]);
+	v->bitmaps[blk] = NULL;
+	v->bat[blk] = VD_BAT_UNUSED;
+	v->allocated -= (uint64_t)vd_vhd_valid_sectors(v, blk) * VD_SECTOR;
+	mark_dirty(v, blk, DIRTY_BAT);
+	v->dirty[blk] &= (uint8_t)~DIRTY_BITMAP; /* no bitmap to write for a released block */
+}
+
+int vd_vhd_discard(void *state, uint64_t off, uint64_t len)
+{
+	struct vhd *v = state;
+	int rc = 0;
+
+	if (v->failed)
+		return vd_error(v->disk, -EIO, "", UINT64_MAX,
+				"an earlier write failed; the image must be reopened");
+	/* Fixed: a hole reads as zeros. Differencing: zeros must hide the parent. */
+	if (!v->dynamic && vd_file_punch(v->file, off, len) == 0)
+		return 0;
+	if (!v->dynamic || v->diff)
+		return write_zeros(v, off, len);
+	if (past_bat(v, off, (size_t)len))
+		return -EUCLEAN;
+	while (rc == 0 && len) {
+		uint32_t blk = (uint32_t)(off / v->block_size);
+		uint32_t boff = (uint32_t)(off % v->block_size);
+		uint64_t n = len < v->block_size - boff ? len : v->block_size - boff;
+		uint64_t valid = (uint64_t)vd_vhd_valid_sectors(v, blk) * VD_SECTOR;
+
+		if (boff == 0 && n >= valid)
+			release_block(v, blk);
+		else if (v->bat[blk] != VD_BAT_UNUSED)
+			rc = write_zeros(v, off, n); /* part of a block: zeros where it was */
+		off += n;
+		len -= n;
+	}
+	return rc;
 }

@@ -24,6 +24,7 @@ static const struct vt_command commands[] = {
 	{"map", vt_cmd_map, "list allocated, unallocated and zero ranges"},
 	{"set-parent", vt_cmd_set_parent, "re-link a differencing disk to its moved parent"},
 	{"checkpoint", vt_cmd_checkpoint, "create, apply, delete or list checkpoints"},
+	{"discard", vt_cmd_discard, "discard (TRIM) a range: it reads as zeros, blocks are released"},
 	{"expand", vt_cmd_expand, "change the virtual size of a fixed or dynamic VHD"},
 	{"merge", vt_cmd_merge, "merge a differencing disk into its parent or an ancestor"},
 	{"doctor", vt_cmd_doctor, "find and fix broken chains in a folder of VHD/AVHD files"},
