@@ -53,6 +53,7 @@ struct workload {
 	struct epoch e[MAX_EPOCHS];
 	int nepochs;
 	uint8_t *base; /* content before the workload's writes */
+	int discard;   /* the epochs discard their ranges instead of writing them */
 	int ops_failed;
 	char err[512];
 };
@@ -131,7 +132,11 @@ static int write_epochs(struct workload *wl, struct vd_disk *d)
 
 		for (int i = 0; i < ep->n && rc == 0; i++) {
 			fill(buf, ep->w[i].len, ep->w[i].seed);
-			rc = must(wl, d, vd_pwrite(d, buf, ep->w[i].len, ep->w[i].off), "write");
+			rc = wl->discard
+				     ? must(wl, d, vd_discard(d, ep->w[i].off, ep->w[i].len),
+					    "discard")
+				     : must(wl, d, vd_pwrite(d, buf, ep->w[i].len, ep->w[i].off),
+					    "write");
 		}
 		if (rc == 0)
 			rc = must(wl, d, vd_flush(d), "flush");
@@ -221,6 +226,7 @@ static void plan_workload(struct workload *wl)
 }
 
 static int run_ckpt(struct workload *wl);
+static int run_discard(struct workload *wl);
 static int run_setparent(struct workload *wl);
 static void check_any(struct workload *wl, int done, const char *what);
 
@@ -237,6 +243,8 @@ static int run_workload(struct workload *wl)
 		return run_create(wl, VD_TYPE_FIXED, 0);
 	if (strcmp(wl->name, "ckpt") == 0)
 		return run_ckpt(wl);
+	if (strcmp(wl->name, "discard") == 0)
+		return run_discard(wl);
 	if (strcmp(wl->name, "setparent") == 0)
 		return run_setparent(wl);
 	return run_diff(wl);
@@ -413,7 +421,9 @@ static void build_model(const struct workload *wl, int done, uint8_t *model, uin
 		for (int i = 0; i < wl->e[e].n; i++) {
 			const struct uwrite *w = &wl->e[e].w[i];
 
-			if (e < done)
+			if (e < done && wl->discard)
+				memset(model + w->off, 0, w->len);
+			else if (e < done)
 				fill(model + w->off, w->len, w->seed);
 			else
 				memset(known + w->off, 0, w->len);
@@ -752,6 +762,27 @@ static void check_ckpt(struct workload *wl, int done, const char *what)
 	      done < NSTEPS ? step_name[done] : "(end)");
 }
 
+/* Epochs of discards (whole blocks and parts) on a disk full of data. */
+static int run_discard(struct workload *wl)
+{
+	struct vd_open_opts o = {.flags = VD_OPEN_RDWR};
+	char p[4200];
+	struct vd_disk *d;
+	int rc;
+
+	path_in(p, sizeof(p), work, wl->leaf);
+	rc = vd_open(p, &o, &d);
+	if (rc < 0) {
+		must(wl, d, rc, "open");
+		vd_close(d);
+		return rc;
+	}
+	rc = write_epochs(wl, d);
+	if (vd_close(d) < 0 && rc == 0)
+		rc = must(wl, NULL, -EIO, "close (flush) failed");
+	return rc;
+}
+
 /* set-parent of a child whose parent moved: done, or not done and can be redone. */
 static int run_setparent(struct workload *wl)
 {
@@ -814,6 +845,18 @@ static void prepare(struct workload *wl)
 	struct vd_disk *d;
 
 	plan_workload(wl);
+	if (strcmp(wl->name, "discard") == 0) {
+		struct vd_open_opts wo = {.flags = VD_OPEN_RDWR};
+
+		path_in(p, sizeof(p), work, "disk.vhd");
+		fill(wl->base, SIZE, 5);
+		if (vd_create(p, &o, &d) < 0 || vd_close(d) < 0 || vd_open(p, &wo, &d) < 0 ||
+		    vd_pwrite(d, wl->base, SIZE, 0) < 0 || vd_close(d) < 0) {
+			fprintf(stderr, "crashsim: preparing discard: %s\n", vd_errmsg(d));
+			exit(2);
+		}
+		return;
+	}
 	if (strcmp(wl->name, "ckpt") == 0) {
 		path_in(p, sizeof(p), work, "disk.vhd");
 		if (vd_create(p, &o, &d) < 0) {
@@ -862,7 +905,8 @@ int main(int argc, char **argv)
 	mkdir(snap, 0755);
 	if (strcmp(wl.name, "diff") == 0)
 		make_parent(&wl);
-	if (strcmp(wl.name, "ckpt") == 0 || strcmp(wl.name, "setparent") == 0)
+	wl.discard = strcmp(wl.name, "discard") == 0;
+	if (strcmp(wl.name, "ckpt") == 0 || strcmp(wl.name, "setparent") == 0 || wl.discard)
 		prepare(&wl);
 	if (strcmp(wl.name, "ckpt") == 0 && strcmp(argv[1], "power") == 0) {
 		/* The crash log holds image writes; renames of the manifest are not in it. */
