@@ -151,6 +151,16 @@ static int write_epochs(struct workload *wl, struct vd_disk *d)
 	return rc;
 }
 
+/* The workloads' common end: the epochs, then a close whose flush must succeed. */
+static int epochs_then_close(struct workload *wl, struct vd_disk *d)
+{
+	int rc = write_epochs(wl, d);
+
+	if (vd_close(d) < 0 && rc == 0)
+		rc = must(wl, NULL, -EIO, "close (flush) failed");
+	return rc;
+}
+
 static int run_create(struct workload *wl, enum vd_disk_type type, uint32_t block)
 {
 	struct vd_create_opts o = {.type = type, .size = SIZE, .block_size = block};
@@ -165,10 +175,7 @@ static int run_create(struct workload *wl, enum vd_disk_type type, uint32_t bloc
 		vd_close(d);
 		return rc;
 	}
-	rc = write_epochs(wl, d);
-	if (vd_close(d) < 0 && rc == 0)
-		rc = must(wl, NULL, -EIO, "close (flush) failed");
-	return rc;
+	return epochs_then_close(wl, d);
 }
 
 /* The parent, made before the recording (not simulated), holding data in some blocks. */
@@ -209,10 +216,7 @@ static int run_diff(struct workload *wl)
 		vd_close(d);
 		return rc;
 	}
-	rc = write_epochs(wl, d);
-	if (vd_close(d) < 0 && rc == 0)
-		rc = must(wl, NULL, -EIO, "close (flush) failed");
-	return rc;
+	return epochs_then_close(wl, d);
 }
 
 static void plan_workload(struct workload *wl)
@@ -777,10 +781,7 @@ static int run_discard(struct workload *wl)
 		vd_close(d);
 		return rc;
 	}
-	rc = write_epochs(wl, d);
-	if (vd_close(d) < 0 && rc == 0)
-		rc = must(wl, NULL, -EIO, "close (flush) failed");
-	return rc;
+	return epochs_then_close(wl, d);
 }
 
 /* set-parent of a child whose parent moved: done, or not done and can be redone. */
