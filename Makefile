@@ -24,6 +24,8 @@ LDFLAGS += $(SAN)
 JSON_CFLAGS := $(shell pkg-config --cflags jansson 2>/dev/null)
 JSON_LIBS := $(shell pkg-config --libs jansson 2>/dev/null || echo -ljansson)
 CRIT_LIBS := $(shell pkg-config --libs criterion 2>/dev/null || echo -lcriterion)
+# The io_uring and libaio engines (libvdisk/io/uring.c, aio.c).
+ENGINE_LIBS := -luring -laio
 
 LIB_SRC := $(sort $(wildcard libvdisk/*.c libvdisk/io/*.c libvdisk/vhd/*.c libvdisk/avhd/*.c libvdisk/merge/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(B)/%.o)
@@ -53,13 +55,13 @@ $(B)/libvdisk.a: $(LIB_OBJ)
 $(B)/libvdisk.so.$(SOVER): $(LIB_OBJ) libvdisk/libvdisk.map
 	@echo "  LD      $@"
 	@$(CC) -shared -Wl,-soname,libvdisk.so.$(SOVER) -Wl,--version-script=libvdisk/libvdisk.map \
-		-Wl,--no-undefined $(LDFLAGS) -o $@ $(LIB_OBJ)
+		-Wl,--no-undefined $(LDFLAGS) -o $@ $(LIB_OBJ) $(ENGINE_LIBS)
 	@ln -sf libvdisk.so.$(SOVER) $(B)/libvdisk.so
 
 # The tool links the static library so it runs from the build tree unchanged.
 $(B)/vhdtool: $(TOOL_OBJ) $(B)/libvdisk.a
 	@echo "  LD      $@"
-	@$(CC) $(LDFLAGS) -o $@ $(TOOL_OBJ) $(B)/libvdisk.a $(JSON_LIBS) -lm
+	@$(CC) $(LDFLAGS) -o $@ $(TOOL_OBJ) $(B)/libvdisk.a $(JSON_LIBS) $(ENGINE_LIBS) -lm
 
 # The copy under build/ is for inspection; install writes one for its own PREFIX.
 $(B)/libvdisk.pc: libvdisk.pc.in
@@ -69,13 +71,13 @@ $(B)/libvdisk.pc: libvdisk.pc.in
 $(B)/tests/unit/%: tests/unit/%.c $(B)/libvdisk.a $(HDRS)
 	@mkdir -p $(dir $@)
 	@echo "  CC      $@"
-	@$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(B)/libvdisk.a $(CRIT_LIBS) $(LDFLAGS)
+	@$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(B)/libvdisk.a $(CRIT_LIBS) $(ENGINE_LIBS) $(LDFLAGS)
 
 # Crash and fault simulation driver (tests/crash/crash.sh runs it).
 $(B)/tests/crash/crashsim: tests/crash/crashsim.c $(B)/libvdisk.a $(HDRS)
 	@mkdir -p $(dir $@)
 	@echo "  CC      $@"
-	@$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(B)/libvdisk.a $(LDFLAGS)
+	@$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(B)/libvdisk.a $(ENGINE_LIBS) $(LDFLAGS)
 
 unit: $(UNIT_BIN) $(B)/tests/crash/crashsim
 
@@ -101,7 +103,7 @@ bench: deps
 
 $(B)/bench/vdbench: bench/vdbench.c $(B)/libvdisk.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(B)/libvdisk.a $(LDFLAGS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(B)/libvdisk.a $(ENGINE_LIBS) -lpthread $(LDFLAGS)
 
 install: all
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR)/vdisk $(DESTDIR)$(BINDIR) $(DESTDIR)$(PKGDIR) $(DESTDIR)$(MANDIR)/man1

@@ -13,12 +13,15 @@
 extern const struct vd_io_engine_ops vd_psync_engine;
 extern const struct vd_io_engine_ops vd_fault_engine;
 extern const struct vd_io_engine_ops vd_crash_engine;
+extern const struct vd_io_engine_ops vd_uring_engine;
+extern const struct vd_io_engine_ops vd_aio_engine;
 
 static const struct vd_io_engine_ops *const engines[] = {
-	&vd_psync_engine,
-	&vd_fault_engine,
-	&vd_crash_engine,
+	&vd_psync_engine, &vd_uring_engine, &vd_aio_engine, &vd_fault_engine, &vd_crash_engine,
 };
+
+/* What "auto" tries, best first; psync always works. */
+static const char *const auto_order[] = {"io_uring", "libaio", "psync"};
 
 const struct vd_io_engine_ops *vd_io_engine_find(const char *name)
 {
@@ -28,25 +31,23 @@ const struct vd_io_engine_ops *vd_io_engine_find(const char *name)
 	return NULL;
 }
 
-int vd_io_engine_start(const char *spec, const char *path, struct vd_io_engine **out, char *err,
-		       size_t errlen)
+static int engine_start_one(const char *spec, const char *path, struct vd_io_engine **out,
+			    char *err, size_t errlen)
 {
 	const struct vd_io_engine_ops *ops;
 	struct vd_io_engine *eng;
-	const char *colon;
+	const char *colon = strchr(spec, ':');
 	char name[32];
 	int rc;
 
-	if (!spec || !*spec)
-		spec = getenv("VDISK_ENGINE");
-	if (!spec || !*spec || strcmp(spec, "auto") == 0)
-		spec = "psync";
-	colon = strchr(spec, ':');
 	snprintf(name, sizeof(name), "%.*s", colon ? (int)(colon - spec) : (int)strlen(spec), spec);
 	ops = vd_io_engine_find(name);
 	if (!ops) {
-		snprintf(err, errlen, "unknown I/O engine '%s' (available: psync, fault, crash)",
-			 name);
+		snprintf(
+			err, errlen,
+			"unknown I/O engine '%s' (available: auto, psync, io_uring, libaio, fault, "
+			"crash)",
+			name);
 		return -EINVAL;
 	}
 	eng = calloc(1, sizeof(*eng) + ops->state_size);
@@ -63,6 +64,34 @@ int vd_io_engine_start(const char *spec, const char *path, struct vd_io_engine *
 	}
 	*out = eng;
 	return 0;
+}
+
+/* "auto[:options]": the first engine of auto_order that starts here, with the options. */
+static int engine_start_auto(const char *options, const char *path, struct vd_io_engine **out,
+			     char *err, size_t errlen)
+{
+	char spec[128];
+	int rc = -EINVAL;
+
+	for (size_t i = 0; i < sizeof(auto_order) / sizeof(auto_order[0]); i++) {
+		snprintf(spec, sizeof(spec), "%s%s%s", auto_order[i], *options ? ":" : "", options);
+		rc = engine_start_one(spec, path, out, err, errlen);
+		if (rc == 0)
+			return 0;
+	}
+	return rc;
+}
+
+int vd_io_engine_start(const char *spec, const char *path, struct vd_io_engine **out, char *err,
+		       size_t errlen)
+{
+	if (!spec || !*spec)
+		spec = getenv("VDISK_ENGINE");
+	if (!spec || !*spec)
+		spec = "psync";
+	if (strcmp(spec, "auto") == 0 || strncmp(spec, "auto:", 5) == 0)
+		return engine_start_auto(spec[4] ? spec + 5 : "", path, out, err, errlen);
+	return engine_start_one(spec, path, out, err, errlen);
 }
 
 int vd_io_option(const char *options, const char *key, char *out, size_t len)
