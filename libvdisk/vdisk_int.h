@@ -68,7 +68,16 @@ struct vd_file {
 	char *path;
 	uint64_t size; /* kept current by vd_file_pwrite */
 	struct vd_io_engine *eng;
+	/*
+	 * Opened O_DIRECT (VD_OPEN_DIRECT): vd_file_pread/pwrite move unaligned
+	 * ranges through VD_DIRECT_ALIGN-aligned bounce buffers (read-modify-write
+	 * for partial blocks) and the unaligned end of the file without O_DIRECT.
+	 */
+	int direct;
 };
+
+/* Buffer, offset and length alignment for O_DIRECT: any logical block size up to 4 KiB. */
+#define VD_DIRECT_ALIGN 4096u
 
 /* Whole transfers: 0 or -errno; a read past end of file is -EIO. */
 int vd_file_pread(struct vd_file *f, void *buf, size_t len, uint64_t offset);

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "vdisk_int.h"
@@ -152,9 +153,139 @@ static ssize_t file_io(struct vd_file *f, enum vd_io_op op, void *buf, size_t le
 	return vd_io_run(f->eng, &req);
 }
 
+/* ---- O_DIRECT: aligned bounce buffers, read-modify-write, the unaligned tail ---- */
+
+#define DIRECT_CHUNK (1u << 20) /* bounce buffer size: bounds memory per request */
+#define ALIGN_DOWN(x) ((x) & ~(uint64_t)(VD_DIRECT_ALIGN - 1))
+#define ALIGN_UP(x) ALIGN_DOWN((x) + VD_DIRECT_ALIGN - 1)
+
+static int is_aligned(const void *buf, size_t len, uint64_t offset)
+{
+	return ((uintptr_t)buf | len | offset) % VD_DIRECT_ALIGN == 0;
+}
+
+/*
+ * The part of a file past its last whole aligned block cannot go through
+ * O_DIRECT: a read there comes back short and the engine's retry at the
+ * unaligned end fails with EINVAL, and a write must end exactly at the file's
+ * end. That part (at most 4 KiB less a byte: the VHD footer, usually) runs with
+ * O_DIRECT switched off on the descriptor. Safe: the file layer has one request
+ * in flight at a time, and Linux keeps the page cache coherent with direct I/O.
+ */
+static ssize_t buffered_io(struct vd_file *f, enum vd_io_op op, void *buf, size_t len,
+			   uint64_t offset)
+{
+	int fl = fcntl(f->fd, F_GETFL);
+	ssize_t n;
+
+	if (fl < 0 || fcntl(f->fd, F_SETFL, fl & ~O_DIRECT) < 0)
+		return -errno;
+	n = file_io(f, op, buf, len, offset);
+	if (fcntl(f->fd, F_SETFL, fl) < 0 && n >= 0)
+		n = -errno;
+	return n;
+}
+
+static ssize_t direct_read(struct vd_file *f, void *buf, size_t len, uint64_t offset);
+
+/* Whole aligned blocks [A0, A1) of BOUNCE hold the bytes around [OFFSET, +LEN): read the
+ * partial first and last ones so a write keeps their other bytes (zeros past the end). */
+static int direct_rmw(struct vd_file *f, uint8_t *bounce, uint64_t a0, uint64_t a1, uint64_t offset,
+		      size_t len)
+{
+	uint64_t blk[2] = {a0, a1 - VD_DIRECT_ALIGN};
+	int partial[2] = {offset > a0, offset + len < a1};
+
+	for (int i = 0; i < 2; i++) {
+		uint8_t *p = bounce + (blk[i] - a0);
+		ssize_t n;
+
+		if (!partial[i] || (i == 1 && blk[1] == a0 && partial[0]))
+			continue;
+		memset(p, 0, VD_DIRECT_ALIGN);
+		n = direct_read(f, p, VD_DIRECT_ALIGN, blk[i]);
+		if (n < 0)
+			return (int)n;
+	}
+	return 0;
+}
+
+/* [OFFSET, +LEN) lies in whole blocks below ALIGN_DOWN(file end): bounce what is unaligned. */
+static ssize_t direct_span(struct vd_file *f, enum vd_io_op op, uint8_t *buf, size_t len,
+			   uint64_t offset)
+{
+	size_t done = 0, cap = (size_t)(ALIGN_UP(offset + len) - ALIGN_DOWN(offset));
+	uint8_t *bounce;
+
+	if (is_aligned(buf, len, offset))
+		return file_io(f, op, buf, len, offset);
+	bounce = aligned_alloc(VD_DIRECT_ALIGN, cap < DIRECT_CHUNK ? cap : DIRECT_CHUNK);
+	if (!bounce)
+		return -ENOMEM;
+	while (done < len) {
+		uint64_t at = offset + done, a0 = ALIGN_DOWN(at);
+		uint64_t a1 = ALIGN_UP(offset + len) < a0 + DIRECT_CHUNK ? ALIGN_UP(offset + len)
+									 : a0 + DIRECT_CHUNK;
+		size_t piece = (size_t)((a1 < offset + len ? a1 : offset + len) - at);
+		ssize_t n = 0;
+
+		if (op == VD_IO_WRITE) {
+			n = direct_rmw(f, bounce, a0, a1, at, piece);
+			memcpy(bounce + (at - a0), buf + done, piece);
+		}
+		if (n >= 0)
+			n = file_io(f, op, bounce, (size_t)(a1 - a0), a0);
+		if (n < 0 || (uint64_t)n < at - a0 + piece) {
+			/* Short (the file ended): count only the caller's bytes that arrived. */
+			uint64_t got = n > (ssize_t)(at - a0) ? (uint64_t)n - (at - a0) : 0;
+
+			free(bounce);
+			return n < 0 ? n : (ssize_t)(done + got);
+		}
+		if (op == VD_IO_READ)
+			memcpy(buf + done, bounce + (at - a0), piece);
+		done += piece;
+	}
+	free(bounce);
+	return (ssize_t)done;
+}
+
+/* Split at the last whole block of a file ending at FILE_END: direct below, buffered above. */
+static ssize_t direct_split(struct vd_file *f, enum vd_io_op op, void *buf, size_t len,
+			    uint64_t offset, uint64_t file_end)
+{
+	uint64_t tail = ALIGN_DOWN(file_end), end = offset + len;
+	ssize_t n = 0, m;
+
+	if (offset < tail) {
+		size_t part = (size_t)((end < tail ? end : tail) - offset);
+
+		n = direct_span(f, op, buf, part, offset);
+		if (n < 0 || (size_t)n < part || end <= tail)
+			return n;
+	}
+	if (offset > tail)
+		tail = offset;
+	m = buffered_io(f, op, (uint8_t *)buf + (tail - offset), (size_t)(end - tail), tail);
+	return m < 0 ? m : n + m;
+}
+
+static ssize_t direct_read(struct vd_file *f, void *buf, size_t len, uint64_t offset)
+{
+	return direct_split(f, VD_IO_READ, buf, len, offset, f->size);
+}
+
+static ssize_t direct_write(struct vd_file *f, const void *buf, size_t len, uint64_t offset)
+{
+	uint64_t end = offset + len > f->size ? offset + len : f->size;
+
+	return direct_split(f, VD_IO_WRITE, (void *)buf, len, offset, end);
+}
+
 int vd_file_pread(struct vd_file *f, void *buf, size_t len, uint64_t offset)
 {
-	ssize_t n = file_io(f, VD_IO_READ, buf, len, offset);
+	ssize_t n = f->direct ? direct_read(f, buf, len, offset)
+			      : file_io(f, VD_IO_READ, buf, len, offset);
 
 	if (n < 0)
 		return (int)n;
@@ -163,7 +294,8 @@ int vd_file_pread(struct vd_file *f, void *buf, size_t len, uint64_t offset)
 
 int vd_file_pwrite(struct vd_file *f, const void *buf, size_t len, uint64_t offset)
 {
-	ssize_t n = file_io(f, VD_IO_WRITE, (void *)buf, len, offset);
+	ssize_t n = f->direct ? direct_write(f, buf, len, offset)
+			      : file_io(f, VD_IO_WRITE, (void *)buf, len, offset);
 
 	if (n < 0)
 		return (int)n;
