@@ -31,7 +31,16 @@ struct vd_disk;
 /* vd_open flags */
 #define VD_OPEN_RDONLY 0x0u
 #define VD_OPEN_RDWR 0x1u
-#define VD_OPEN_DIRECT 0x2u /* O_DIRECT on the image files (reserved) */
+/*
+ * O_DIRECT on the image opened (not its parents, which are read through the
+ * page cache). Any buffer, offset and length still work: unaligned ones go
+ * through 4 KiB-aligned bounce buffers (read-modify-write for partial blocks),
+ * and the file's unaligned end (the VHD footer) bypasses O_DIRECT. vd_flush
+ * still runs fdatasync. Where the file system refuses O_DIRECT (tmpfs before
+ * Linux 6.6, some FUSE file systems), vd_open fails with -EINVAL and a message
+ * naming the file system rather than silently using the page cache.
+ */
+#define VD_OPEN_DIRECT 0x2u
 
 /*
  * Write to an image that other images depend on (the parent of a differencing
@@ -60,7 +69,14 @@ struct vd_disk;
 struct vd_open_opts {
 	unsigned flags;	    /* VD_OPEN_* */
 	const char *format; /* "vhd", "raw" or NULL to probe */
-	const char *engine; /* I/O engine name ("psync"); NULL: $VDISK_ENGINE or psync */
+	/*
+	 * I/O engine spec; NULL: $VDISK_ENGINE, else "psync". "psync" (pread/pwrite),
+	 * "io_uring[:depth=N]" (liburing), "libaio[:depth=N]" (Linux AIO), "auto"
+	 * (io_uring where the kernel allows it, else libaio, else psync), and the
+	 * test engines "fault:..." and "crash:..." (README). An engine that cannot
+	 * start here fails the open with the reason.
+	 */
+	const char *engine;
 	/*
 	 * When PATH is a base disk with checkpoints: NULL opens the active state (the
 	 * image that takes writes now); a NAME opens that checkpoint's state, which
