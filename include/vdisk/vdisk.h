@@ -194,6 +194,11 @@ struct vd_create_opts {
 	uint32_t block_size;	/* dynamic: power of two, 512 B .. 256 MiB; 0 = 2 MiB */
 	enum vd_compat compat;
 	const char *engine; /* as in vd_open_opts */
+	/*
+	 * Fixed and dynamic: the disk's UUID (16 bytes), for a copy that must stay
+	 * the same disk (its children can be re-linked to it); NULL: a new one.
+	 */
+	const uint8_t *uuid;
 };
 
 /* Largest virtual size a VHD can hold (the spec's 2040 GiB cap). */
@@ -295,6 +300,76 @@ int vd_merge(const char *child, const struct vd_merge_opts *opts, char **errmsg_
  * refused (their size is the parent's). 0 or -errno, message in *errmsg_out.
  */
 int vd_resize(const char *path, uint64_t size, int allow_shrink, char **errmsg_out);
+
+struct vd_copy_opts {
+	const char *format;	/* "vhd" (default) or "raw" */
+	enum vd_disk_type type; /* VD_TYPE_FIXED or _DYNAMIC; NONE: as the source (a
+				   differencing source gives a dynamic copy) */
+	uint32_t block_size;	/* dynamic: 0 = the source's block size, else 2 MiB */
+	enum vd_compat compat;
+	const char *checkpoint; /* copy this checkpoint's state of SRC (NULL: active) */
+	int image_only;		/* copy exactly SRC, not the active state of its checkpoints */
+	int keep_uuid;		/* the copy is the same disk: children can be re-linked to it */
+	vd_progress_fn progress; /* may be NULL; DONE and TOTAL are disk offsets */
+	void *ctx;
+};
+
+struct vd_copy_result {
+	uint64_t size;		/* virtual size copied */
+	uint64_t data_bytes;	/* bytes some layer of the source held (read) */
+	uint64_t written_bytes; /* bytes written (zeros are not) */
+	int chain_length;	/* images the source's content came from */
+};
+
+/*
+ * Copy the content of SRC (a chain's, flattened) into a new image DST: raw,
+ * fixed or dynamic, any block size. Only what the source holds is read (holes
+ * of sparse raw files included), all-zero pieces are not written, and reading
+ * overlaps writing. Free space is checked first (-ENOSPC with the figures).
+ * DST appears only once the copy is complete and durable. RESULT may be NULL.
+ * 0 or -errno with a message in *errmsg_out.
+ */
+int vd_copy(const char *src, const char *dst, const struct vd_copy_opts *opts,
+	    struct vd_copy_result *result, char **errmsg_out);
+
+/* A byte range of the virtual disk. */
+struct vd_range {
+	uint64_t offset;
+	uint64_t length;
+};
+
+struct vd_compact_opts {
+	/*
+	 * Ranges the caller knows hold nothing of value (the guest file system's
+	 * free space): blocks lying wholly inside them are dropped even when not
+	 * zero. NULL/0: only zeros (and, in a differencing disk, sectors equal to
+	 * the parent's) are dropped.
+	 */
+	const struct vd_range *free_ranges;
+	size_t nfree;
+	vd_progress_fn progress; /* may be NULL */
+	void *ctx;
+};
+
+struct vd_compact_result {
+	uint64_t blocks_dropped;  /* blocks no longer allocated */
+	uint64_t sectors_cleared; /* differencing: sectors now read from the parent again */
+	uint64_t blocks_moved;	  /* blocks moved into holes lower in the file */
+	uint64_t bytes_before;	  /* file size */
+	uint64_t bytes_after;
+};
+
+/*
+ * Compact the dynamic or differencing VHD at PATH (exactly that image), as
+ * Optimize-VHD does: blocks that read as zeros (dynamic) or as the parent
+ * reads (differencing) are dropped, differencing sectors equal to the
+ * parent's go back to the parent, the last blocks move into the holes and the
+ * file is cut. The disk reads the same throughout, at any crash. Fixed disks
+ * and blktap disks with a batmap are refused. RESULT (may be NULL) says what
+ * changed. 0 or -errno, message in *errmsg_out.
+ */
+int vd_compact(const char *path, const struct vd_compact_opts *opts,
+	       struct vd_compact_result *result, char **errmsg_out);
 
 /* A structural problem found by vd_check. */
 struct vd_problem {

@@ -156,7 +156,8 @@ int vd_fixed_footer(const struct vd_create_opts *opts, uint8_t footer[512])
 	return 0;
 }
 
-static int create_fixed(struct vd_disk *d, struct vd_file *file, uint64_t size)
+static int create_fixed(struct vd_disk *d, struct vd_file *file, uint64_t size,
+			const uint8_t *uuid)
 {
 	uint8_t buf[VD_FOOTER_SIZE];
 	struct vd_footer f;
@@ -177,12 +178,14 @@ static int create_fixed(struct vd_disk *d, struct vd_file *file, uint64_t size)
 		return vd_error(d, -errno, "", UINT64_MAX, "cannot size the new image: %s",
 				strerror(errno));
 	vd_footer_new(&f, VD_TYPE_FIXED, size);
+	if (uuid)
+		memcpy(f.uuid, uuid, sizeof(f.uuid));
 	vd_footer_encode(&f, buf);
 	return vd_file_pwrite(file, buf, sizeof(buf), size);
 }
 
 static int create_dynamic(struct vd_disk *d, struct vd_file *file, uint64_t size,
-			  uint32_t block_size)
+			  uint32_t block_size, const uint8_t *uuid)
 {
 	uint32_t entries = (uint32_t)((size + block_size - 1) / block_size);
 	uint64_t bat_bytes = ((uint64_t)entries * 4 + VD_SECTOR - 1) / VD_SECTOR * VD_SECTOR;
@@ -193,6 +196,8 @@ static int create_dynamic(struct vd_disk *d, struct vd_file *file, uint64_t size
 	int rc;
 
 	vd_footer_new(&f, VD_TYPE_DYNAMIC, size);
+	if (uuid)
+		memcpy(f.uuid, uuid, sizeof(f.uuid));
 	vd_footer_encode(&f, fbuf);
 	memset(&h, 0, sizeof(h));
 	memcpy(h.cookie, "cxsparse", 8);
@@ -225,10 +230,10 @@ int vd_vhd_create(struct vd_disk *d, struct vd_file *file, const struct vd_creat
 	if (type == VD_TYPE_NONE)
 		type = o->compat == VD_COMPAT_AZURE ? VD_TYPE_FIXED : VD_TYPE_DYNAMIC;
 	if (type == VD_TYPE_FIXED)
-		return create_fixed(d, file, o->size);
+		return create_fixed(d, file, o->size, o->uuid);
 	if (type == VD_TYPE_DYNAMIC)
 		return create_dynamic(d, file, o->size,
-				      o->block_size ? o->block_size : VD_DEFAULT_BLOCK);
+				      o->block_size ? o->block_size : VD_DEFAULT_BLOCK, o->uuid);
 	return vd_error(d, -EOPNOTSUPP, "", UINT64_MAX,
 			"differencing disks are created with a parent (not supported yet)");
 }

@@ -55,6 +55,10 @@ int vd_vhd_pwrite(void *state, const void *buf, size_t len, uint64_t off);
 int vd_vhd_flush(void *state);
 int vd_vhd_discard(void *state, uint64_t off, uint64_t len);
 int vd_vhd_write_footer_at(struct vhd *v, uint64_t off);
+/* Note metadata of block BLK (DIRTY_*) for the next flush to publish. */
+void vd_vhd_mark_dirty(struct vhd *v, uint32_t blk, uint8_t what);
+/* Free block BLK of a dynamic disk: entry cleared at the next flush, space punched. */
+void vd_vhd_release_block(struct vhd *v, uint32_t blk);
 int vd_vhd_get_parent(void *state, struct vd_parent_ref *ref);
 int vd_vhd_set_parent(void *state, const struct vd_parent_link *link);
 int vd_vhd_create_child(struct vd_disk *d, struct vd_file *file, uint64_t size, uint32_t block_size,

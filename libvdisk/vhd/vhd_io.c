@@ -169,7 +169,7 @@ static int data_write(struct vhd *v, const void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
-static void mark_dirty(struct vhd *v, uint32_t blk, uint8_t what)
+void vd_vhd_mark_dirty(struct vhd *v, uint32_t blk, uint8_t what)
 {
 	if (!v->dirty[blk])
 		v->dirty_list[v->ndirty++] = blk;
@@ -243,7 +243,7 @@ static int allocate_block(struct vhd *v, uint32_t blk)
 	v->end_footer_ok = 1;
 	v->data_end = end;
 	v->bat[blk] = (uint32_t)(bm_off / VD_SECTOR);
-	mark_dirty(v, blk, DIRTY_BAT);
+	vd_vhd_mark_dirty(v, blk, DIRTY_BAT);
 	if (v->diff) {
 		v->bitmaps[blk] = bm;
 	} else {
@@ -289,7 +289,7 @@ static int write_partial(struct vhd *v, uint32_t blk, uint8_t *bm, uint32_t boff
 	if (rc < 0)
 		return rc;
 	vd_bitmap_set_range(bm, s0, s1 - s0);
-	mark_dirty(v, blk, DIRTY_BITMAP);
+	vd_vhd_mark_dirty(v, blk, DIRTY_BITMAP);
 	return 0;
 }
 
@@ -435,7 +435,7 @@ static int write_zeros(struct vhd *v, uint64_t off, uint64_t len)
  * flush) and its space punched. Either order is safe: a durable entry over a
  * punched block reads zeros through its zeroed bitmap.
  */
-static void release_block(struct vhd *v, uint32_t blk)
+void vd_vhd_release_block(struct vhd *v, uint32_t blk)
 {
 	uint64_t at = (uint64_t)v->bat[blk] * VD_SECTOR;
 
@@ -447,7 +447,7 @@ static void release_block(struct vhd *v, uint32_t blk)
 	v->bitmaps[blk] = NULL;
 	v->bat[blk] = VD_BAT_UNUSED;
 	v->allocated -= (uint64_t)vd_vhd_valid_sectors(v, blk) * VD_SECTOR;
-	mark_dirty(v, blk, DIRTY_BAT);
+	vd_vhd_mark_dirty(v, blk, DIRTY_BAT);
 	v->dirty[blk] &= (uint8_t)~DIRTY_BITMAP; /* no bitmap to write for a released block */
 }
 
@@ -473,7 +473,7 @@ int vd_vhd_discard(void *state, uint64_t off, uint64_t len)
 		uint64_t valid = (uint64_t)vd_vhd_valid_sectors(v, blk) * VD_SECTOR;
 
 		if (boff == 0 && n >= valid)
-			release_block(v, blk);
+			vd_vhd_release_block(v, blk);
 		else if (v->bat[blk] != VD_BAT_UNUSED)
 			rc = write_zeros(v, off, n); /* part of a block: zeros where it was */
 		off += n;

@@ -8,7 +8,7 @@ SIM=$BUILD/tests/crash/crashsim
 [ -x "$SIM" ] || { fail crashsim "not built: $SIM"; exit 0; }
 
 for mode in power fault; do
-	for w in dynamic dynamic-2m fixed diff discard ckpt setparent; do
+	for w in dynamic dynamic-2m fixed diff discard ckpt setparent compact compact-diff merge copy; do
 		if [ "$mode/$w" = power/ckpt ]; then
 			skip "power ckpt" "the crash log holds image writes, not the manifest's rename; checkpoint steps are killed at every I/O in fault mode instead"
 			continue

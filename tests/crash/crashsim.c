@@ -52,8 +52,9 @@ struct workload {
 	const char *leaf; /* image checked afterwards, relative to the work dir */
 	struct epoch e[MAX_EPOCHS];
 	int nepochs;
-	uint8_t *base; /* content before the workload's writes */
-	int discard;   /* the epochs discard their ranges instead of writing them */
+	uint8_t *base;	/* content before the workload's writes */
+	int discard;	/* the epochs discard their ranges instead of writing them */
+	int preserving; /* an operation that must not change what the disk reads */
 	int ops_failed;
 	char err[512];
 };
@@ -221,7 +222,9 @@ static int run_diff(struct workload *wl)
 
 static void plan_workload(struct workload *wl)
 {
-	if (strcmp(wl->name, "diff") == 0)
+	if (wl->preserving)
+		wl->nepochs = 0; /* the model is the content before: every byte determined */
+	else if (strcmp(wl->name, "diff") == 0)
 		plan(wl, 4, 6, 11);
 	else if (strcmp(wl->name, "setparent") == 0)
 		plan(wl, 1, 6, 13);
@@ -232,6 +235,7 @@ static void plan_workload(struct workload *wl)
 static int run_ckpt(struct workload *wl);
 static int run_discard(struct workload *wl);
 static int run_setparent(struct workload *wl);
+static int run_preserving(struct workload *wl);
 static void check_any(struct workload *wl, int done, const char *what);
 
 static int run_workload(struct workload *wl)
@@ -251,6 +255,8 @@ static int run_workload(struct workload *wl)
 		return run_discard(wl);
 	if (strcmp(wl->name, "setparent") == 0)
 		return run_setparent(wl);
+	if (wl->preserving)
+		return run_preserving(wl);
 	return run_diff(wl);
 }
 
@@ -827,6 +833,186 @@ static void check_setparent(struct workload *wl, const char *what)
 		failf("%s: the child does not read as before", what);
 }
 
+/* ---- operations that must not change what the disk reads ---- */
+
+/*
+ * compact, compact-diff, merge, expand, copy: whatever the crash point, the
+ * images read exactly what they read before (the model is that content, every
+ * byte determined), and running the operation again completes it.
+ */
+static const char *const preserving_ops[] = {"compact", "compact-diff", "merge", "expand", "copy"};
+
+static int is_preserving(const char *name)
+{
+	for (size_t i = 0; i < sizeof(preserving_ops) / sizeof(preserving_ops[0]); i++)
+		if (strcmp(name, preserving_ops[i]) == 0)
+			return 1;
+	return 0;
+}
+
+/* Run the operation on the images in DIR; 0 or -errno with the message in ERR. */
+static int preserving_op(const char *name, const char *d, char *err, size_t errlen)
+{
+	char disk[4200], child[4200], out[4200], *msg = NULL;
+	int rc;
+
+	path_in(disk, sizeof(disk), d, "disk.vhd");
+	path_in(child, sizeof(child), d, "child.vhd");
+	path_in(out, sizeof(out), d, "copy.vhd");
+	if (strcmp(name, "compact") == 0)
+		rc = vd_compact(disk, NULL, NULL, &msg);
+	else if (strcmp(name, "compact-diff") == 0)
+		rc = vd_compact(child, NULL, NULL, &msg);
+	else if (strcmp(name, "merge") == 0)
+		rc = vd_merge(child, NULL, &msg);
+	else if (strcmp(name, "expand") == 0)
+		rc = vd_resize(disk, 2 * (uint64_t)SIZE, 0, &msg);
+	else {
+		struct vd_copy_opts co = {.type = VD_TYPE_DYNAMIC};
+
+		rc = vd_copy(disk, out, &co, NULL, &msg);
+	}
+	snprintf(err, errlen, "%s: %s", name, msg ? msg : "(no message)");
+	vd_free_string(msg);
+	return rc;
+}
+
+static int run_preserving(struct workload *wl)
+{
+	int rc = preserving_op(wl->name, work, wl->err, sizeof(wl->err));
+
+	wl->ops_failed = rc < 0;
+	return rc;
+}
+
+/* The image a workload's content is read from, before and after the operation. */
+static void check_file(const struct workload *wl, const char *leaf, const char *what, int must)
+{
+	struct workload w = *wl;
+
+	w.leaf = leaf;
+	check_state(&w, 0, what, must);
+}
+
+static void check_preserving(struct workload *wl, const char *what)
+{
+	char p[4200], err[600], again[700];
+	int child;
+
+	/* A lost end footer of the parent (a power cut while it grew) is repaired first. */
+	path_in(p, sizeof(p), scratch, "parent.vhd");
+	if (access(p, F_OK) == 0 && clean_or_repaired(p, what) < 0)
+		return;
+	path_in(p, sizeof(p), scratch, "child.vhd");
+	child = access(p, F_OK) == 0;
+	if (strcmp(wl->name, "copy") == 0) {
+		check_file(wl, "disk.vhd", what, 1);
+		check_file(wl, "copy.vhd", what, 0); /* a copy exists only once complete */
+		return;
+	}
+	if (strcmp(wl->name, "merge") != 0 || child)
+		check_file(wl, wl->leaf, what, 1);
+	/* Resumable: the same operation, run again on the crashed state, completes. */
+	if ((strcmp(wl->name, "merge") != 0 || child) &&
+	    preserving_op(wl->name, scratch, err, sizeof(err)) < 0) {
+		failf("%s: running %s again fails: %s", what, wl->name, err);
+		return;
+	}
+	snprintf(again, sizeof(again), "%s, then %s again", what, wl->name);
+	check_file(wl, strcmp(wl->name, "merge") == 0 ? "parent.vhd" : wl->leaf, again, 1);
+}
+
+/* Read LEAF in WORK into the workload's model. */
+static void capture(struct workload *wl)
+{
+	struct vd_open_opts o = {.flags = VD_OPEN_RDONLY};
+	char p[4200];
+	struct vd_disk *d;
+
+	path_in(p, sizeof(p), work, wl->leaf);
+	if (vd_open(p, &o, &d) < 0 || vd_pread(d, wl->base, SIZE, 0) < 0) {
+		fprintf(stderr, "crashsim: reading %s: %s\n", wl->leaf, vd_errmsg(d));
+		exit(2);
+	}
+	vd_close(d);
+}
+
+/* Zeros over whole blocks and parts of blocks, and a discarded range. */
+static void add_zeros(const char *disk)
+{
+	struct vd_open_opts o = {.flags = VD_OPEN_RDWR};
+	uint8_t *zero = calloc(1, 256u << 10);
+	struct vd_disk *d;
+	int rc = vd_open(disk, &o, &d);
+
+	for (uint64_t off = 0; rc == 0 && off < SIZE; off += 704u << 10)
+		rc = vd_pwrite(d, zero, (off / 64) % 3 ? 128u << 10 : 100000, off);
+	if (rc == 0)
+		rc = vd_discard(d, SIZE / 2, 512u << 10);
+	if (rc < 0 || vd_close(d) < 0) {
+		fprintf(stderr, "crashsim: zeroing %s: %s\n", disk, vd_errmsg(d));
+		exit(2);
+	}
+	free(zero);
+}
+
+/*
+ * The parent's own bytes written into the child: whole blocks, a few sectors
+ * of a block that also holds other data, and zeros where the parent is empty.
+ */
+static void copy_parent_into(struct workload *wl, const char *child)
+{
+	static const uint64_t ranges[][2] = {{0, 256u << 10},
+					     {(3u << 20) + 4096, 4096},
+					     {6u << 20, 1u << 20},
+					     {2u << 20, 128u << 10}};
+	struct vd_open_opts o = {.flags = VD_OPEN_RDWR};
+	struct vd_disk *d;
+	int rc = vd_open(child, &o, &d);
+
+	for (size_t i = 0; rc == 0 && i < sizeof(ranges) / sizeof(ranges[0]); i++)
+		rc = vd_pwrite(d, wl->base + ranges[i][0], ranges[i][1], ranges[i][0]);
+	if (rc < 0 || vd_close(d) < 0) {
+		fprintf(stderr, "crashsim: preparing compact-diff: %s\n", vd_errmsg(d));
+		exit(2);
+	}
+}
+
+/* The images each operation starts from (made before the recording, not simulated). */
+static void prepare_preserving(struct workload *wl)
+{
+	struct vd_create_opts o = {.type = VD_TYPE_DYNAMIC, .size = SIZE, .block_size = 64u << 10};
+	char p[4200], par[4200];
+	struct vd_disk *d;
+	int diff = strcmp(wl->name, "merge") == 0 || strcmp(wl->name, "compact-diff") == 0;
+
+	plan(wl, 3, 5, 17);
+	path_in(p, sizeof(p), work, diff ? "child.vhd" : "disk.vhd");
+	path_in(par, sizeof(par), work, "parent.vhd");
+	if (diff) {
+		make_parent(wl);
+		o.type = VD_TYPE_DIFFERENCING;
+		o.parent = par;
+	}
+	if (vd_create(p, &o, &d) < 0 || vd_close(d) < 0) {
+		fprintf(stderr, "crashsim: creating %s: %s\n", p, vd_errmsg(d));
+		exit(2);
+	}
+	for (int e = 0; e < wl->nepochs; e++)
+		if (write_epoch(wl, p, e) < 0) {
+			fprintf(stderr, "crashsim: preparing %s: %s\n", wl->name, wl->err);
+			exit(2);
+		}
+	if (strcmp(wl->name, "compact-diff") == 0)
+		copy_parent_into(wl, p);
+	else if (!diff)
+		add_zeros(p);
+	wl->leaf = diff ? "child.vhd" : "disk.vhd";
+	capture(wl);
+	wl->preserving = 1;
+	plan_workload(wl);
+}
+
 /* The check that fits the workload, after DONE epochs (or steps) completed. */
 static void check_any(struct workload *wl, int done, const char *what)
 {
@@ -834,6 +1020,8 @@ static void check_any(struct workload *wl, int done, const char *what)
 		check_ckpt(wl, done, what);
 	else if (strcmp(wl->name, "setparent") == 0)
 		check_setparent(wl, what);
+	else if (wl->preserving)
+		check_preserving(wl, what);
 	else
 		check_state(wl, done, what, 0);
 }
@@ -909,6 +1097,8 @@ int main(int argc, char **argv)
 	wl.discard = strcmp(wl.name, "discard") == 0;
 	if (strcmp(wl.name, "ckpt") == 0 || strcmp(wl.name, "setparent") == 0 || wl.discard)
 		prepare(&wl);
+	if (is_preserving(wl.name))
+		prepare_preserving(&wl);
 	if (strcmp(wl.name, "ckpt") == 0 && strcmp(argv[1], "power") == 0) {
 		/* The crash log holds image writes; renames of the manifest are not in it. */
 		printf("crashsim power ckpt: crash points: 0, states checked: 0 (0 repaired "
