@@ -61,7 +61,32 @@ $(B)/libvdisk.so.$(SOVER): $(LIB_OBJ) libvdisk/libvdisk.map
 # The tool links the static library so it runs from the build tree unchanged.
 $(B)/vhdtool: $(TOOL_OBJ) $(B)/libvdisk.a
 	@echo "  LD      $@"
-	@$(CC) $(LDFLAGS) -o $@ $(TOOL_OBJ) $(B)/libvdisk.a $(JSON_LIBS) $(ENGINE_LIBS) -lm
+	@$(CC) $(LDFLAGS) -o $@ $(TOOL_OBJ) $(VDFS_LIBS) $(B)/libvdisk.a $(JSON_LIBS) $(ENGINE_LIBS) -lm
+
+# ---- Recovery mount (issue 8): fuse/libvdfs.a (partitions, LVM2, file systems
+# through The Sleuth Kit) used by vhdtool ls/extract, and the FUSE3 tool vhdmount.
+VDFS_SRC := $(filter-out fuse/vhdmount.c,$(sort $(wildcard fuse/*.c)))
+VDFS_OBJ := $(VDFS_SRC:%.c=$(B)/%.o)
+TSK_LIBS := $(shell pkg-config --libs tsk 2>/dev/null || echo -ltsk)
+FUSE_CFLAGS := $(shell pkg-config --cflags fuse3 2>/dev/null)
+FUSE_LIBS := $(shell pkg-config --libs fuse3 2>/dev/null || echo -lfuse3)
+VDFS_LIBS = $(B)/libvdfs.a $(TSK_LIBS) -lpthread
+
+all: $(B)/vhdmount
+$(B)/vhdtool: $(B)/libvdfs.a
+$(TOOL_OBJ) $(VDFS_OBJ) $(B)/fuse/vhdmount.o: $(wildcard fuse/*.h)
+$(B)/fuse/vhdmount.o: CFLAGS += $(FUSE_CFLAGS)
+
+$(B)/libvdfs.a: $(VDFS_OBJ)
+	@rm -f $@
+	@echo "  AR      $@"
+	@ar rcs $@ $^
+
+$(B)/vhdmount: $(B)/fuse/vhdmount.o $(B)/libvdfs.a $(B)/libvdisk.a
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS) -o $@ $(B)/fuse/vhdmount.o $(VDFS_LIBS) $(B)/libvdisk.a $(FUSE_LIBS) \
+		$(ENGINE_LIBS) -lm
+# ---- end of the recovery mount block
 
 # The copy under build/ is for inspection; install writes one for its own PREFIX.
 $(B)/libvdisk.pc: libvdisk.pc.in
@@ -115,11 +140,13 @@ install: all
 		libvdisk.pc.in > $(DESTDIR)$(PKGDIR)/libvdisk.pc
 	install -m 755 $(B)/vhdtool $(DESTDIR)$(BINDIR)/
 	install -m 644 man/vhdtool.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 755 $(B)/vhdmount $(DESTDIR)$(BINDIR)/
+	install -m 644 man/vhdmount.1 $(DESTDIR)$(MANDIR)/man1/
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libvdisk.a $(DESTDIR)$(LIBDIR)/libvdisk.so $(DESTDIR)$(LIBDIR)/libvdisk.so.$(SOVER) \
 		$(DESTDIR)$(INCDIR)/vdisk/vdisk.h $(DESTDIR)$(PKGDIR)/libvdisk.pc $(DESTDIR)$(BINDIR)/vhdtool \
-		$(DESTDIR)$(MANDIR)/man1/vhdtool.1
+		$(DESTDIR)$(MANDIR)/man1/vhdtool.1 $(DESTDIR)$(BINDIR)/vhdmount $(DESTDIR)$(MANDIR)/man1/vhdmount.1
 
 format:
 	clang-format -i $(LIB_SRC) $(TOOL_SRC) $(UNIT_SRC) $(HDRS) tests/fuzz/*.c tests/fuzz/*.h \

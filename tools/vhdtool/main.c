@@ -7,6 +7,10 @@
 #include <getopt.h>
 #include <string.h>
 
+/* vhdtool ls and extract (ls.c, extract.c), reading file systems through fuse/vdfs. */
+int vt_cmd_ls(int argc, char **argv);
+int vt_cmd_extract(int argc, char **argv);
+
 struct vt_command {
 	const char *name;
 	int (*run)(int argc, char **argv);
@@ -28,6 +32,8 @@ static const struct vt_command commands[] = {
 	{"expand", vt_cmd_expand, "change the virtual size of a fixed or dynamic VHD"},
 	{"merge", vt_cmd_merge, "merge a differencing disk into its parent or an ancestor"},
 	{"doctor", vt_cmd_doctor, "find and fix broken chains in a folder of VHD/AVHD files"},
+	{"ls", vt_cmd_ls, "list partitions, or the files in a partition's file system"},
+	{"extract", vt_cmd_extract, "copy files out of a partition's file system"},
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
