@@ -394,6 +394,13 @@ int vd_copy(const char *src, const char *dst, const struct vd_copy_opts *opts,
 		unlink(c.tmp); /* gone after the rename; a partial copy is removed */
 		free(c.tmp);
 	}
+	if (rc < 0 && strncmp(c.msg, src, strlen(src)) && strncmp(c.msg, dst, strlen(dst))) {
+		char named[sizeof(c.msg) + VD_PATH_MAX + 8];
+
+		/* Every message names the file it is about. */
+		snprintf(named, sizeof(named), "%s: %s", dst, c.msg[0] ? c.msg : vd_strerror(rc));
+		snprintf(c.msg, sizeof(c.msg), "%.*s", (int)sizeof(c.msg) - 1, named);
+	}
 	if (errmsg)
 		*errmsg = rc < 0 ? strdup(c.msg[0] ? c.msg : vd_strerror(rc)) : NULL;
 	if (result)

@@ -192,121 +192,12 @@ static int check_output_size(struct convert *c)
 	return 0;
 }
 
-/* Bytes a dynamic VHD holding TOUCHED blocks of BS bytes needs on disk. */
-static uint64_t dynamic_bytes(uint64_t out_size, uint64_t bs, uint64_t touched)
-{
-	uint64_t bitmap = (bs / 512 / 8 + 511) / 512 * 512;
-	uint64_t bat = ((out_size + bs - 1) / bs * 4 + 511) / 512 * 512;
-
-	/* footer copy + header + BAT + blocks with their bitmaps + footer */
-	return 512 + 1024 + bat + touched * (bs + bitmap) + 512;
-}
-
-/*
- * Walk the source map once, counting what the output will have to store: data
- * bytes (raw output is sparse) and output blocks touched (dynamic output).
- */
-static int space_needed(struct convert *c, uint64_t *needed)
-{
-	uint64_t bs = c->opts.block_size ? c->opts.block_size : DEFAULT_BLOCK;
-	uint64_t pos = 0, end = c->src_info.virtual_size, data = 0, touched = 0;
-	uint64_t run, next_block = 0;
-	int kind;
-
-	if (strcmp(c->out_name, "fixed") == 0) {
-		*needed = c->out_size + 512;
-		return 0;
-	}
-	for (; pos < end; pos += run) {
-		uint64_t first, last;
-
-		if (vt_map_step(c->src, c->src_path, pos, end - pos, &kind, &run))
-			return VT_EXIT_ERROR;
-		if (vt_run_is_zero(kind))
-			continue;
-		data += run;
-		first = pos / bs > next_block ? pos / bs : next_block;
-		last = (pos + run - 1) / bs;
-		if (last >= first)
-			touched += last - first + 1;
-		next_block = last + 1;
-	}
-	*needed = c->opts.type == VD_TYPE_DYNAMIC ? dynamic_bytes(c->out_size, bs, touched) : data;
-	return 0;
-}
-
-static int check_free_space(struct convert *c)
-{
-	char *copy = strdup(c->dst_path), need_s[32], free_s[32], *full = NULL;
-	const char *dir;
-	struct statvfs vfs;
-	uint64_t needed, avail;
-	int rc = 0;
-
-	if (!copy)
-		return vt_error("out of memory");
-	dir = dirname(copy);
-	if (space_needed(c, &needed)) {
-		rc = VT_EXIT_ERROR;
-	} else if (statvfs(dir, &vfs) < 0) {
-		/* A missing directory: let vd_create say so in its own words. */
-		if (errno != ENOENT && errno != ENOTDIR)
-			rc = vt_error("%s: cannot check free space: %s", dir, strerror(errno));
-	} else {
-		avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
-		full = needed > avail ? realpath(dir, NULL) : NULL;
-		if (needed > avail)
-			rc = vt_error("%s: needs %s, %s free on %s; free some space or choose "
-				      "another place",
-				      c->dst_path, vt_human_size(needed, need_s, sizeof(need_s)),
-				      vt_human_size(avail, free_s, sizeof(free_s)),
-				      full ? full : dir);
-	}
-	free(full);
-	free(copy);
-	return rc;
-}
-
-/* Writes the runs of non-zero pieces of BUF (LEN bytes at disk offset OFF). */
-static int write_nonzero(struct convert *c, const unsigned char *buf, uint64_t len, uint64_t off)
-{
-	uint64_t p = off, end = off + len, start = off;
-	int rc;
-
-	while (start < end) {
-		/* Find the next non-zero piece, then how far the non-zero pieces go. */
-		for (; start < end; start = p) {
-			p = (start / c->piece + 1) * c->piece;
-			p = p < end ? p : end;
-			if (!vt_is_zero(buf + (start - off), p - start))
-				break;
-		}
-		for (p = start; p < end;) {
-			uint64_t q = (p / c->piece + 1) * c->piece;
-
-			q = q < end ? q : end;
-			if (vt_is_zero(buf + (p - off), q - p))
-				break;
-			p = q;
-		}
-		if (p > start) {
-			rc = vd_pwrite(c->dst, buf + (start - off), p - start, start);
-			if (rc < 0)
-				return vt_disk_error(c->dst, c->dst_path, rc);
-			c->written += p - start;
-		}
-		start = p;
-	}
-	return 0;
-}
-
-/* Sends N bytes of the buffer (disk offset OFF) to the output; prints on failure. */
+/* Streams N bytes of the buffer (disk offset OFF) to stdout; prints on failure. */
 static int emit_chunk(struct convert *c, uint64_t n, uint64_t off)
 {
 	int rc;
 
-	if (!c->to_stdout)
-		return write_nonzero(c, c->buf, n, off);
+	(void)off;
 	rc = vt_write_full(STDOUT_FILENO, c->buf, n);
 	return rc < 0 ? vt_error("stdout: %s", strerror(-rc)) : 0;
 }
@@ -421,45 +312,37 @@ static int size_buffers(struct convert *c)
 	return 0;
 }
 
-static int finish_file(struct convert *c)
+static void on_progress(void *ctx, uint64_t done, uint64_t total)
 {
-	int rc = vd_flush(c->dst);
+	struct vt_progress *p = ctx;
 
-	if (rc < 0)
-		return vt_disk_error(c->dst, c->dst_path, rc);
-	rc = vd_close(c->dst);
-	c->dst = NULL;
-	if (rc < 0)
-		return vt_error("%s: %s", c->dst_path, vd_strerror(rc));
-	return 0;
+	(void)total;
+	vt_progress_add(p, done - p->done);
 }
 
+/* vd_copy does the work: pipelined, sparse, free space checked, DST only when whole. */
 static int convert_to_file(struct convert *c)
 {
-	struct stat st;
+	struct vd_copy_opts o = {.format = c->opts.format,
+				 .type = c->opts.type,
+				 .block_size = c->opts.block_size,
+				 .compat = c->opts.compat,
+				 .checkpoint = c->checkpoint,
+				 .progress = on_progress,
+				 .ctx = &c->bar};
+	struct vd_copy_result r;
+	char *msg = NULL;
 	int rc;
 
-	if (lstat(c->dst_path, &st) == 0)
-		return vt_error("%s: file exists; remove it or choose another name", c->dst_path);
-	if (check_free_space(c))
-		return VT_EXIT_ERROR;
-	rc = vd_create(c->dst_path, &c->opts, &c->dst);
+	vt_progress_start(&c->bar, c->progress, c->src_info.virtual_size);
+	rc = vd_copy(c->src_path, c->dst_path, &o, &r, &msg);
+	vt_progress_end(&c->bar);
 	if (rc < 0) {
-		vt_disk_error(c->dst, c->dst_path, rc);
-		if (c->dst)
-			vd_close(c->dst);
-		c->dst = NULL;
-		if (rc != -EEXIST)
-			unlink(c->dst_path);
+		vt_error("%s", msg ? msg : vd_strerror(rc));
+		vd_free_string(msg);
 		return VT_EXIT_ERROR;
 	}
-	if (size_buffers(c) || copy_all(c) || finish_file(c)) {
-		if (c->dst)
-			vd_close(c->dst);
-		c->dst = NULL;
-		unlink(c->dst_path); /* a partial copy looks whole to the next reader */
-		return VT_EXIT_ERROR;
-	}
+	c->written = r.written_bytes;
 	return 0;
 }
 

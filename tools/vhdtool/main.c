@@ -30,6 +30,8 @@ static const struct vt_command commands[] = {
 	{"checkpoint", vt_cmd_checkpoint, "create, apply, delete or list checkpoints"},
 	{"discard", vt_cmd_discard, "discard (TRIM) a range: it reads as zeros, blocks are released"},
 	{"expand", vt_cmd_expand, "change the virtual size of a fixed or dynamic VHD"},
+	{"copy", vt_cmd_copy, "copy a disk to a new file, same disk (UUID), sparse-aware"},
+	{"compact", vt_cmd_compact, "drop zero or unneeded blocks and shrink the file"},
 	{"merge", vt_cmd_merge, "merge a differencing disk into its parent or an ancestor"},
 	{"doctor", vt_cmd_doctor, "find and fix broken chains in a folder of VHD/AVHD files"},
 	{"ls", vt_cmd_ls, "list partitions, or the files in a partition's file system"},

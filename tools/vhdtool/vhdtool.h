@@ -39,6 +39,7 @@ int vt_cmd_merge(int argc, char **argv);
 int vt_cmd_expand(int argc, char **argv);
 int vt_cmd_discard(int argc, char **argv);
 int vt_cmd_compact(int argc, char **argv);
+int vt_cmd_copy(int argc, char **argv);
 
 /* Errors: each prints one line on stderr and returns VT_EXIT_ERROR. */
 int vt_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
