@@ -104,7 +104,7 @@ $(B)/tests/crash/crashsim: tests/crash/crashsim.c $(B)/libvdisk.a $(HDRS)
 	@echo "  CC      $@"
 	@$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(B)/libvdisk.a $(ENGINE_LIBS) $(LDFLAGS)
 
-unit: $(UNIT_BIN) $(B)/tests/crash/crashsim
+unit: $(UNIT_BIN) $(B)/tests/crash/crashsim $(B)/bench/vdbench
 
 demo: deps
 	@$(MAKE) --no-print-directory all
@@ -128,7 +128,8 @@ bench: deps
 
 $(B)/bench/vdbench: bench/vdbench.c $(B)/libvdisk.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(B)/libvdisk.a $(ENGINE_LIBS) -lpthread $(LDFLAGS)
+	@echo "  CC      $@"
+	@$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(B)/libvdisk.a $(ENGINE_LIBS) -lpthread $(LDFLAGS)
 
 install: all
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR)/vdisk $(DESTDIR)$(BINDIR) $(DESTDIR)$(PKGDIR) $(DESTDIR)$(MANDIR)/man1

@@ -7,7 +7,8 @@ PKGS="build-essential pkg-config clang clang-format \
 libcriterion-dev zlib1g-dev liburing-dev libaio-dev libxxhash-dev \
 libfuse3-dev fuse3 libjansson-dev \
 qemu-utils libvhdi-utils e2fsprogs dosfstools mtools bzip2 gzip unzip \
-python3 xxd groff-base bc libclang-rt-dev"
+python3 xxd groff-base bc libclang-rt-dev \
+fio gnuplot-nox time"
 
 missing=""
 for p in $PKGS; do
