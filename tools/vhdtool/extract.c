@@ -56,7 +56,25 @@ static void set_mtime(int dirfd, const char *dest, const struct vdfs_stat *st)
 	utimensat(dirfd, dest, ts, AT_SYMLINK_NOFOLLOW);
 }
 
-/* Zero chunks become holes (seek past them), so sparse files stay sparse. */
+/* Zero pieces of HOLE_GRAIN bytes become holes (seek past them): sparse stays sparse. */
+#define HOLE_GRAIN 65536
+
+static int write_sparse(int fd, const char *buf, size_t len)
+{
+	for (size_t done = 0; done < len;) {
+		size_t n = len - done < HOLE_GRAIN ? len - done : HOLE_GRAIN;
+
+		if (vt_is_zero(buf + done, n)) {
+			if (lseek(fd, (off_t)n, SEEK_CUR) < 0)
+				return -1;
+		} else if (vt_write_full(fd, buf + done, n) < 0) {
+			return -1;
+		}
+		done += n;
+	}
+	return 0;
+}
+
 static int copy_data(struct job *j, struct vdfs_file *f, int fd, const char *path, uint64_t size)
 {
 	uint64_t off = 0;
@@ -69,12 +87,8 @@ static int copy_data(struct job *j, struct vdfs_file *f, int fd, const char *pat
 			return vt_error("%s: %s: read failed at byte %llu: %s", j->spec, path,
 					(unsigned long long)off,
 					n < 0 ? strerror((int)-n) : "short file");
-		if (vt_is_zero(j->buf, (size_t)n)) {
-			if (lseek(fd, n, SEEK_CUR) < 0)
-				return vt_error("seek failed: %s", strerror(errno));
-		} else if (vt_write_full(fd, j->buf, (size_t)n) < 0) {
+		if (write_sparse(fd, j->buf, (size_t)n) < 0)
 			return vt_error("writing failed: %s", strerror(errno));
-		}
 		off += (uint64_t)n;
 	}
 	if (ftruncate(fd, (off_t)size) < 0)

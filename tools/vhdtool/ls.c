@@ -14,19 +14,23 @@
 
 #define CMD "ls"
 
-enum { OPT_CHECKPOINT = 256 };
+enum { OPT_CHECKPOINT = 256, OPT_FREE };
 
 /* Declared in main.c too (vhdtool.h is shared by many hands). */
 int vt_cmd_ls(int argc, char **argv);
 
 static void usage(void)
 {
-	printf("Usage: vhdtool ls [--json] [--checkpoint NAME] DISK[:pN] [PATH]\n\n"
+	printf("Usage: vhdtool ls [--json] [--checkpoint NAME] DISK[:pN] [PATH]\n"
+	       "       vhdtool ls --free [--json] [--checkpoint NAME] DISK:pN\n\n"
 	       "Without :pN, list the partitions of DISK (MBR, logical, GPT and LVM2 logical\n"
 	       "volumes) with their file systems. With :pN, list directory PATH (default /)\n"
 	       "of partition pN's file system (NTFS, FAT, exFAT, ext2/3/4), or the one file\n"
 	       "PATH names. Partition names are those vhdmount shows under partitions/.\n\n"
+	       "With --free, list the byte ranges (from the partition's start) that pN's file\n"
+	       "system marks free.\n\n"
 	       "  -j, --json             print JSON\n"
+	       "      --free             list the free ranges of pN's file system\n"
 	       "      --checkpoint NAME  read checkpoint NAME's state instead of the active one\n"
 	       "  -h, --help             show this help\n");
 }
@@ -145,8 +149,33 @@ static int list_path(struct vdfs *fs, const char *spec, int part, const char *pa
 		       : 0;
 }
 
+static int print_range(void *ctx, uint64_t offset, uint64_t len)
+{
+	json_t *array = ctx;
+
+	if (array)
+		json_array_append_new(array, json_pack("{s:I, s:I}", "offset", (json_int_t)offset,
+						       "length", (json_int_t)len));
+	else
+		printf("%llu %llu\n", (unsigned long long)offset, (unsigned long long)len);
+	return 0;
+}
+
+static int list_free(struct vdfs *fs, const char *spec, int part, int json)
+{
+	json_t *array = json ? json_array() : NULL;
+	int rc = vdfs_free_ranges(fs, part, print_range, array);
+
+	if (rc < 0) {
+		json_decref(array);
+		return vt_error("%s: %s", spec,
+				rc == -ENODEV ? "no file system that can be read" : strerror(-rc));
+	}
+	return array ? vt_json_print(json_pack("{s:o}", "free", array)) : 0;
+}
+
 struct ls_args {
-	int json;
+	int json, free;
 	const char *checkpoint;
 	const char *spec;
 	const char *path;
@@ -157,6 +186,7 @@ static int parse_args(int argc, char **argv, struct ls_args *a)
 	static const struct option longopts[] = {
 		{"json", no_argument, NULL, 'j'},
 		{"checkpoint", required_argument, NULL, OPT_CHECKPOINT},
+		{"free", no_argument, NULL, OPT_FREE},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -170,6 +200,8 @@ static int parse_args(int argc, char **argv, struct ls_args *a)
 			a->json = 1;
 		} else if (opt == OPT_CHECKPOINT) {
 			a->checkpoint = optarg;
+		} else if (opt == OPT_FREE) {
+			a->free = 1;
 		} else {
 			return vt_getopt_error(CMD, opt, argv);
 		}
@@ -180,6 +212,8 @@ static int parse_args(int argc, char **argv, struct ls_args *a)
 		return vt_usage_error(CMD, "too many arguments");
 	a->spec = argv[optind];
 	a->path = optind + 1 < argc ? argv[optind + 1] : "/";
+	if (a->free && (optind + 1 < argc || !strstr(a->spec, ":p")))
+		return vt_usage_error(CMD, "--free takes DISK:pN and no PATH");
 	return 0;
 }
 
@@ -208,6 +242,8 @@ int vt_cmd_ls(int argc, char **argv)
 		else if (part < 0)
 			rc = vt_error("%s: no partition %s; 'vhdtool ls %s' lists them", path,
 				      pname, path);
+		else if (a.free)
+			rc = list_free(fs, a.spec, part, a.json);
 		else
 			rc = list_path(fs, a.spec, part, a.path, a.json);
 		vdfs_close(fs);
