@@ -8,7 +8,8 @@ libcriterion-dev zlib1g-dev liburing-dev libaio-dev libxxhash-dev \
 libfuse3-dev fuse3 libjansson-dev \
 qemu-utils libvhdi-utils e2fsprogs dosfstools mtools bzip2 gzip unzip \
 python3 xxd groff-base bc libclang-rt-dev \
-fio gnuplot-nox time"
+fio gnuplot-nox time \
+libtsk-dev ntfs-3g fdisk lvm2"
 
 missing=""
 for p in $PKGS; do

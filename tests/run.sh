@@ -60,6 +60,7 @@ run_shell() { # build-dir suite-dir
 run_unit build
 run_shell build tests/images
 run_shell build tests/cli
+run_shell build tests/fuse
 run_shell build tests/build
 run_shell build tests/crash
 # Every integration suite again on the asynchronous engines (issue 7), results
