@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <libgen.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -43,7 +44,23 @@ static struct vd_disk *disk_new(const char *path, unsigned flags)
 	}
 	d->flags = flags;
 	d->file.fd = -1;
+	vd_lock_init_(d);
 	return d;
+}
+
+/*
+ * One mutex per handle serializes its calls, so a mirror (or a FUSE thread)
+ * may use a handle that another thread writes. Recursive: the library calls
+ * its own public functions on a handle it already holds.
+ */
+void vd_lock_init_(struct vd_disk *d)
+{
+	pthread_mutexattr_t a;
+
+	pthread_mutexattr_init(&a);
+	pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
+	pthread_mutex_init(&d->lock, &a);
+	pthread_mutexattr_destroy(&a);
 }
 
 /* Open the image file and its engine; a writer takes an exclusive lock. */
@@ -298,6 +315,8 @@ int vd_close(struct vd_disk *d)
 
 	if (!d)
 		return 0;
+	if (d->mirror)
+		vd_mirror_cancel(d->mirror); /* a mirror never outlives its source */
 	if (d->drv && (d->flags & VD_OPEN_RDWR))
 		rc = vd_flush(d);
 	vd_chain_close(d);
@@ -314,7 +333,9 @@ int vd_close(struct vd_disk *d)
 	}
 	free(d->warnings);
 	free(d->final_path);
+	free(d->switched_to);
 	free(d->path);
+	pthread_mutex_destroy(&d->lock);
 	free(d);
 	return rc;
 }
@@ -357,7 +378,7 @@ static int chain_pread(struct vd_disk *d, uint8_t *buf, size_t len, uint64_t off
 	return 0;
 }
 
-int vd_pread(struct vd_disk *d, void *buf, size_t len, uint64_t offset)
+static int disk_pread(struct vd_disk *d, void *buf, size_t len, uint64_t offset)
 {
 	int rc = check_range(d, len, offset, "read");
 
@@ -368,14 +389,24 @@ int vd_pread(struct vd_disk *d, void *buf, size_t len, uint64_t offset)
 	return d->drv->pread(d->state, buf, len, offset);
 }
 
-int vd_pwrite(struct vd_disk *d, const void *buf, size_t len, uint64_t offset)
+/* After a mirror's switch-over the source takes no more writes: they belong to the copy. */
+static int writable(struct vd_disk *d)
+{
+	if (!(d->flags & VD_OPEN_RDWR))
+		return vd_error(d, -EROFS, "", UINT64_MAX, "image is open read-only");
+	if (d->switched_to)
+		return vd_error(d, -EROFS, "", UINT64_MAX,
+				"mirrored to %s and switched over; write through the new handle",
+				d->switched_to);
+	return 0;
+}
+
+static int disk_pwrite(struct vd_disk *d, const void *buf, size_t len, uint64_t offset)
 {
 	int rc = check_range(d, len, offset, "write");
 
-	if (rc < 0)
+	if (rc < 0 || (rc = writable(d)) < 0)
 		return rc;
-	if (!(d->flags & VD_OPEN_RDWR))
-		return vd_error(d, -EROFS, "", UINT64_MAX, "image is open read-only");
 	if (len == 0)
 		return 0;
 	return d->drv->pwrite(d->state, buf, len, offset);
@@ -399,26 +430,71 @@ static int zero_range(struct vd_disk *d, uint64_t off, uint64_t len)
 	return rc;
 }
 
-int vd_discard(struct vd_disk *d, uint64_t offset, uint64_t len)
+static int disk_discard(struct vd_disk *d, uint64_t offset, uint64_t len)
 {
 	int rc = check_range(d, (size_t)len, offset, "discard");
 
 	if (rc < 0 || len == 0)
 		return rc;
-	if (!(d->flags & VD_OPEN_RDWR))
-		return vd_error(d, -EROFS, "", UINT64_MAX, "image is open read-only");
+	if ((rc = writable(d)) < 0)
+		return rc;
 	if (d->drv->discard)
 		return d->drv->discard(d->state, offset, len);
 	return zero_range(d, offset, len);
 }
 
-int vd_flush(struct vd_disk *d)
+static int disk_flush(struct vd_disk *d)
 {
 	if (!d->drv)
 		return vd_error(d, -EBADF, "", UINT64_MAX, "disk is not open");
 	if (!(d->flags & VD_OPEN_RDWR))
 		return 0;
 	return d->drv->flush(d->state);
+}
+
+/* The public calls: one at a time per handle; writes tell an active mirror. */
+int vd_pread(struct vd_disk *d, void *buf, size_t len, uint64_t offset)
+{
+	int rc;
+
+	pthread_mutex_lock(&d->lock);
+	rc = disk_pread(d, buf, len, offset);
+	pthread_mutex_unlock(&d->lock);
+	return rc;
+}
+
+int vd_pwrite(struct vd_disk *d, const void *buf, size_t len, uint64_t offset)
+{
+	int rc;
+
+	pthread_mutex_lock(&d->lock);
+	rc = disk_pwrite(d, buf, len, offset);
+	if (d->mirror && len)
+		vd_mirror_mark_(d->mirror, offset, len); /* even a failed write may have landed */
+	pthread_mutex_unlock(&d->lock);
+	return rc;
+}
+
+int vd_discard(struct vd_disk *d, uint64_t offset, uint64_t len)
+{
+	int rc;
+
+	pthread_mutex_lock(&d->lock);
+	rc = disk_discard(d, offset, len);
+	if (d->mirror && len)
+		vd_mirror_mark_(d->mirror, offset, len);
+	pthread_mutex_unlock(&d->lock);
+	return rc;
+}
+
+int vd_flush(struct vd_disk *d)
+{
+	int rc;
+
+	pthread_mutex_lock(&d->lock);
+	rc = disk_flush(d);
+	pthread_mutex_unlock(&d->lock);
+	return rc;
 }
 
 static int build_chain(struct vd_disk *d)
@@ -455,7 +531,7 @@ int vd_get_info(struct vd_disk *d, struct vd_info *info)
 	return d->drv->info(d->state, info);
 }
 
-int vd_map(struct vd_disk *d, uint64_t offset, uint64_t len, uint64_t *run_len)
+static int disk_map(struct vd_disk *d, uint64_t offset, uint64_t len, uint64_t *run_len)
 {
 	int rc;
 
@@ -471,6 +547,16 @@ int vd_map(struct vd_disk *d, uint64_t offset, uint64_t len, uint64_t *run_len)
 		       : d->drv->map(d->state, offset, len, run_len);
 	if (rc > 0 && (*run_len == 0 || *run_len > len))
 		*run_len = len; /* a driver must never stall the caller's walk */
+	return rc;
+}
+
+int vd_map(struct vd_disk *d, uint64_t offset, uint64_t len, uint64_t *run_len)
+{
+	int rc;
+
+	pthread_mutex_lock(&d->lock);
+	rc = disk_map(d, offset, len, run_len);
+	pthread_mutex_unlock(&d->lock);
 	return rc;
 }
 

@@ -6,6 +6,7 @@
 #define VD_VDISK_INT_H
 
 #include <stdarg.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -188,7 +189,15 @@ struct vd_disk {
 	uint64_t err_offset;
 	struct vd_note *warnings;
 	int nwarnings;
+	pthread_mutex_t lock;	  /* serializes the public calls on this handle */
+	struct vd_mirror *mirror; /* writes are reported to it while a mirror runs */
+	char *switched_to;	  /* a mirror switched over to this copy: no more writes */
 };
+
+/* The handle's lock (disk.c): recursive, set up when the handle is made. */
+void vd_lock_init_(struct vd_disk *d);
+/* A write or discard of the mirror's source covered [OFF, OFF+LEN) (merge/mirror.c). */
+void vd_mirror_mark_(struct vd_mirror *m, uint64_t off, uint64_t len);
 
 /*
  * Set the handle's message: "PATH: <fmt>", remembering FIELD and OFFSET (UINT64_MAX
@@ -220,8 +229,12 @@ int vd_relink(const char *child, const char *parent, int check_uuid, char **errm
 /* Chains (avhd/chain.c): open the parent of a just-opened differencing disk. */
 int vd_chain_open_parent(struct vd_disk *disk, unsigned flags);
 void vd_chain_close(struct vd_disk *disk);
-/* Copy into TARGET the runs the layers of TOP's chain above TARGET hold (merge/merge.c). */
-int vd_copy_layers(struct vd_disk *top, struct vd_disk *target, vd_progress_fn progress, void *ctx);
+/*
+ * Copy into TARGET the runs the layers of TOP's chain above STOP hold, read
+ * through TOP (merge/merge.c). STOP is TARGET itself, or the image TARGET copies.
+ */
+int vd_copy_layers(struct vd_disk *top, struct vd_disk *stop, struct vd_disk *target,
+		   vd_progress_fn progress, void *ctx);
 /* 1 when something besides ABOVE (a child image, a checkpoint) depends on D; WHO says what. */
 int vd_chain_other_dependent(struct vd_disk *d, const struct vd_disk *above, char *who, size_t len);
 /* Refuse writing an image that a child or a checkpoint depends on (-EBUSY). */

@@ -274,8 +274,14 @@ void vd_checkpoint_tree_free(struct vd_checkpoint_tree *tree);
 typedef void (*vd_progress_fn)(void *ctx, uint64_t done, uint64_t total);
 
 struct vd_merge_opts {
-	const char *into;	 /* an ancestor of the child; NULL: its parent */
-	int keep;		 /* keep the child (it reads the same afterwards) */
+	const char *into; /* an ancestor of the child; NULL: its parent */
+	int keep;	  /* keep the child (it reads the same afterwards) */
+	/*
+	 * Merge into TARGET, a copy of that ancestor (same UUID, e.g. made with
+	 * vd_copy .keep_uuid while the child took the writes), instead of the
+	 * ancestor itself: the chain is left as it is (quick storage migration).
+	 */
+	const char *target;
 	vd_progress_fn progress; /* may be NULL */
 	void *ctx;
 };
@@ -307,9 +313,9 @@ struct vd_copy_opts {
 				   differencing source gives a dynamic copy) */
 	uint32_t block_size;	/* dynamic: 0 = the source's block size, else 2 MiB */
 	enum vd_compat compat;
-	const char *checkpoint; /* copy this checkpoint's state of SRC (NULL: active) */
-	int image_only;		/* copy exactly SRC, not the active state of its checkpoints */
-	int keep_uuid;		/* the copy is the same disk: children can be re-linked to it */
+	const char *checkpoint;	 /* copy this checkpoint's state of SRC (NULL: active) */
+	int image_only;		 /* copy exactly SRC, not the active state of its checkpoints */
+	int keep_uuid;		 /* the copy is the same disk: children can be re-linked to it */
 	vd_progress_fn progress; /* may be NULL; DONE and TOTAL are disk offsets */
 	void *ctx;
 };
@@ -331,6 +337,49 @@ struct vd_copy_result {
  */
 int vd_copy(const char *src, const char *dst, const struct vd_copy_opts *opts,
 	    struct vd_copy_result *result, char **errmsg_out);
+
+/* ---- online copy (mirror) of a disk that is being written ---- */
+
+struct vd_mirror;
+
+struct vd_mirror_opts {
+	enum vd_disk_type type; /* of the copy: NONE = the source's (dynamic for a chain) */
+	uint32_t block_size;	/* dynamic copy: 0 = the source's */
+	uint64_t ready_bytes;	/* "ready" once at most this much is left to copy (0: 4 MiB) */
+	uint32_t granule;	/* bytes tracked per dirty bit, a multiple of 512 (0: 64 KiB) */
+};
+
+struct vd_mirror_status {
+	int ready;		   /* the copy is within ready_bytes of the source */
+	int error;		   /* -errno once the mirror failed (vd_mirror_complete says why) */
+	unsigned passes;	   /* 1 for the first full copy, then one per dirty pass */
+	uint64_t copied_bytes;	   /* bytes copied so far, re-copies included */
+	uint64_t dirty_bytes;	   /* written since last copied (granule-rounded) */
+	uint64_t switchover_ns;	   /* vd_mirror_complete: how long the source's writers waited */
+	uint64_t switchover_bytes; /* bytes copied while they waited */
+};
+
+/*
+ * Start copying SRC, an open disk (a chain is flattened), into the new image
+ * DST (same UUID and size: the same disk, moved) in a background thread, while
+ * other threads go on using SRC: every vd_pwrite and vd_discard on SRC is
+ * tracked and copied again. Handles are safe to share between threads (each
+ * call holds the handle's lock). 0 or -errno with a message in *errmsg_out.
+ */
+int vd_mirror_start(struct vd_disk *src, const char *dst, const struct vd_mirror_opts *opts,
+		    struct vd_mirror **mirror, char **errmsg_out);
+/* Progress; returns the mirror's error (-errno) or 0. */
+int vd_mirror_status(struct vd_mirror *mirror, struct vd_mirror_status *status);
+/*
+ * Switch over: SRC's writers are held while the last dirty ranges are copied
+ * and DST made durable (STATUS->switchover_ns says for how long); then *DSTP is
+ * DST, open read-write, and SRC refuses writes (-EROFS) from then on. Frees
+ * the mirror. On failure DST is removed and SRC goes on as before.
+ */
+int vd_mirror_complete(struct vd_mirror *mirror, struct vd_disk **dstp,
+		       struct vd_mirror_status *status, char **errmsg_out);
+/* Stop, remove the incomplete copy and free the mirror (vd_close of SRC does this too). */
+void vd_mirror_cancel(struct vd_mirror *mirror);
 
 /* A byte range of the virtual disk. */
 struct vd_range {

@@ -552,7 +552,7 @@ static int copy_upper_layers(struct tree *t, const char *apath, struct vd_disk *
 	int rc = vd_open(apath, &ao, &a);
 
 	if (rc == 0)
-		rc = vd_copy_layers(a, b, NULL, NULL);
+		rc = vd_copy_layers(a, b, b, NULL, NULL);
 	if (rc < 0)
 		fail(t, rc, "folding into the base: %s / %s", vd_errmsg(a), vd_errmsg(b));
 	vd_close(a);

@@ -26,11 +26,12 @@ static int is_image(const struct vd_disk *l, const struct vd_disk *target)
 }
 
 /*
- * Copy into TARGET every run that a layer of TOP's chain above TARGET holds,
+ * Copy into TARGET every run that a layer of TOP's chain above STOP holds,
  * reading through TOP. Work follows the data: unallocated stretches come back
  * from the maps as long runs and cost no I/O.
  */
-int vd_copy_layers(struct vd_disk *top, struct vd_disk *target, vd_progress_fn progress, void *ctx)
+int vd_copy_layers(struct vd_disk *top, struct vd_disk *stop, struct vd_disk *target,
+		   vd_progress_fn progress, void *ctx)
 {
 	uint8_t *buf = malloc(COPY_CHUNK);
 	uint64_t off = 0, end = top->virtual_size < target->virtual_size ? top->virtual_size
@@ -41,7 +42,7 @@ int vd_copy_layers(struct vd_disk *top, struct vd_disk *target, vd_progress_fn p
 		uint64_t run = end - off < COPY_CHUNK ? end - off : COPY_CHUNK, r;
 		int held = 0;
 
-		for (struct vd_disk *l = top; l && !is_image(l, target); l = l->parent) {
+		for (struct vd_disk *l = top; l && !is_image(l, stop); l = l->parent) {
 			int kind = l->drv->map(l->state, off, run, &r);
 
 			if (kind < 0) {
@@ -115,6 +116,26 @@ static int check_only_chain(struct vd_disk *child, int target, int keep, char **
 	return 0;
 }
 
+/* TARGET, opened read-write, must be a copy of ANCESTOR: same UUID and size. */
+static int open_copy(struct vd_disk *ancestor, const char *target, struct vd_disk **t,
+		     char **errmsg)
+{
+	struct vd_open_opts o = {.flags = VD_OPEN_RDWR | VD_OPEN_IMAGE_ONLY};
+	struct vd_info ai, ti;
+	int rc = vd_open(target, &o, t);
+
+	if (rc < 0)
+		return set_msg(errmsg, rc, "%s", vd_errmsg(*t));
+	vd_get_info(ancestor, &ai);
+	vd_get_info(*t, &ti);
+	if (memcmp(ai.uuid, ti.uuid, 16) != 0 || ai.virtual_size != ti.virtual_size)
+		return set_msg(errmsg, -EINVAL,
+			       "%s: not a copy of %s (the UUID or the size differs); make the copy "
+			       "with vhdtool copy",
+			       target, ancestor->path);
+	return 0;
+}
+
 int vd_merge(const char *child_path, const struct vd_merge_opts *opts, char **errmsg)
 {
 	struct vd_open_opts co = {.flags = VD_OPEN_RDONLY | VD_OPEN_IMAGE_ONLY};
@@ -141,17 +162,25 @@ int vd_merge(const char *child_path, const struct vd_merge_opts *opts, char **er
 					: "not a differencing disk: nothing to merge into");
 		goto out;
 	}
-	rc = check_only_chain(c, target, opts->keep, errmsg);
 	l = c;
-	for (int i = 0; rc == 0 && i < target; i++, l = l->parent)
+	for (int i = 0; i < target; i++, l = l->parent)
 		;
+	if (opts->target) {
+		rc = open_copy(l, opts->target, &t, errmsg);
+		if (rc == 0 && (rc = vd_copy_layers(c, l, t, opts->progress, opts->ctx)) < 0)
+			rc = set_msg(errmsg, rc, "%s", *vd_errmsg(t) ? vd_errmsg(t) : vd_errmsg(c));
+		if (rc == 0 && (rc = vd_flush(t)) < 0)
+			rc = set_msg(errmsg, rc, "%s", vd_errmsg(t));
+		goto out; /* the chain stays as it is: nothing is removed */
+	}
+	rc = check_only_chain(c, target, opts->keep, errmsg);
 	/*
 	 * The target is written while the child's chain reads through it (and holds
 	 * its shared lock): the library orders the two, so the writer skips the lock.
 	 */
 	if (rc == 0 && (rc = vd_open(l->path, &to, &t)) < 0)
 		rc = set_msg(errmsg, rc, "%s", vd_errmsg(t));
-	if (rc == 0 && (rc = vd_copy_layers(c, t, opts->progress, opts->ctx)) < 0)
+	if (rc == 0 && (rc = vd_copy_layers(c, t, t, opts->progress, opts->ctx)) < 0)
 		rc = set_msg(errmsg, rc, "%s", *vd_errmsg(t) ? vd_errmsg(t) : vd_errmsg(c));
 	if (rc == 0 && (rc = vd_flush(t)) < 0)
 		rc = set_msg(errmsg, rc, "%s", vd_errmsg(t));

@@ -37,6 +37,92 @@ static uint64_t bat_room_end(const struct vhd *v)
 	return end;
 }
 
+/* Locators and blktap's batmap stay where they are: refuse to grow over them. */
+static uint64_t fixed_room_end(const struct vhd *v)
+{
+	uint64_t end = UINT64_MAX, bat_end = ALIGN_UP(v->hdr.table_offset + 4ull * v->entries, 512);
+	uint8_t sig[8];
+
+	for (int i = 0; i < 8; i++)
+		if (v->hdr.loc[i].code != VD_LOC_NONE &&
+		    v->hdr.loc[i].data_offset > v->hdr.table_offset &&
+		    v->hdr.loc[i].data_offset < end)
+			end = v->hdr.loc[i].data_offset;
+	if (bat_end + 8 <= v->file->size && vd_file_pread(v->file, sig, 8, bat_end) == 0 &&
+	    memcmp(sig, "tdbatmap", 8) == 0 && bat_end < end)
+		end = bat_end;
+	return end;
+}
+
+/*
+ * Blocks lying where the BAT must grow move to the end of the file, as new
+ * blocks are placed: the footer first (past the new place), then bitmap and
+ * data, fdatasync; only then the BAT entries, fdatasync. Until an entry is
+ * durable the old copy is the one read, so a crash leaves at worst a leaked
+ * copy at the end.
+ */
+static int move_blocks_from(struct vhd *v, uint64_t from, uint64_t to)
+{
+	size_t len = (size_t)v->bitmap_bytes + v->block_size;
+	uint8_t *buf = malloc(len);
+	uint32_t moved = 0, *list = calloc(v->entries ? v->entries : 1, sizeof(uint32_t));
+	int rc = buf && list ? 0 : -ENOMEM;
+
+	for (uint32_t blk = 0; rc == 0 && blk < v->entries; blk++) {
+		uint64_t at = (uint64_t)v->bat[blk] * VD_SECTOR, dest, end;
+
+		if (v->bat[blk] == VD_BAT_UNUSED || at + len <= from || at >= to)
+			continue;
+		dest = vd_vhd_place_block(v);
+		end = dest + len;
+		rc = vd_vhd_write_footer_at(v, end);
+		if (rc == 0 && (rc = vd_file_pread(v->file, buf, len, at)) == 0)
+			rc = vd_file_pwrite(v->file, buf, len, dest);
+		if (rc < 0)
+			break;
+		v->footer_offset = v->data_end = end;
+		v->end_footer_ok = 1;
+		v->bat[blk] = (uint32_t)(dest / VD_SECTOR);
+		list[moved++] = blk;
+	}
+	if (rc == 0 && moved)
+		rc = vd_file_sync(v->file);
+	for (uint32_t i = 0; rc == 0 && i < moved; i++) {
+		uint8_t be[4];
+
+		put_be32(be, v->bat[list[i]]);
+		rc = vd_file_pwrite(v->file, be, 4, v->hdr.table_offset + 4ull * list[i]);
+	}
+	if (rc == 0 && moved)
+		rc = vd_file_sync(v->file);
+	free(buf);
+	free(list);
+	if (rc < 0)
+		return vd_error(v->disk, rc, "bat", UINT64_MAX,
+				"moving the blocks in the way of the larger BAT failed: %s",
+				vd_strerror(rc));
+	return 0;
+}
+
+/* No block in the way, but the end footer is: it moves past the new BAT first. */
+static int footer_past(struct vhd *v, uint64_t end)
+{
+	uint64_t at = v->end_footer_ok ? v->footer_offset : ALIGN_UP(v->file->size, VD_SECTOR);
+	int rc;
+
+	if (at >= end)
+		return 0;
+	rc = vd_vhd_write_footer_at(v, end);
+	if (rc == 0)
+		rc = vd_file_sync(v->file);
+	if (rc < 0)
+		return vd_error(v->disk, rc, "footer", end, "moving the footer failed: %s",
+				vd_strerror(rc));
+	v->footer_offset = end;
+	v->end_footer_ok = 1;
+	return 0;
+}
+
 static int grow_bat(struct vhd *v, uint32_t need)
 {
 	uint64_t from = v->hdr.table_offset + 4ull * v->entries,
@@ -45,19 +131,26 @@ static int grow_bat(struct vhd *v, uint32_t need)
 	struct vd_dynhdr h = v->hdr;
 	int rc;
 
-	if (to > bat_room_end(v))
+	uint64_t to_end = ALIGN_UP(to, VD_SECTOR);
+
+	if (to_end > fixed_room_end(v))
 		return vd_error(v->disk, -ENOSPC, "header.max_table_entries", v->hdr_offset + 28,
-				"the BAT would have to grow over the first data block (%u entries "
-				"needed, room for %llu); moving blocks is not supported yet: "
-				"vhdtool convert to a new disk of the larger size instead",
-				need,
-				(unsigned long long)(bat_room_end(v) - v->hdr.table_offset) / 4);
-	ff = malloc(to - from);
+				"the BAT would have to grow over a parent locator or blktap's "
+				"batmap (%u entries needed); vhdtool convert to a new disk of the "
+				"larger size instead",
+				need);
+	if (v->data_end < to_end)
+		v->data_end = to_end; /* moved and new blocks go past the larger BAT */
+	if (to_end > bat_room_end(v) && (rc = move_blocks_from(v, from, to_end)) < 0)
+		return rc;
+	if ((rc = footer_past(v, to_end)) < 0)
+		return rc;
+	ff = malloc(to_end - from);
 	if (!ff)
 		return -ENOMEM;
-	memset(ff, 0xFF, to - from);
+	memset(ff, 0xFF, to_end - from); /* the padding too, as vd_create writes it */
 	/* New entries first (nothing reads them yet), then the header that counts them. */
-	rc = vd_file_pwrite(v->file, ff, to - from, from);
+	rc = vd_file_pwrite(v->file, ff, to_end - from, from);
 	free(ff);
 	if (rc == 0)
 		rc = vd_file_sync(v->file);

@@ -55,6 +55,8 @@ int vd_vhd_pwrite(void *state, const void *buf, size_t len, uint64_t off);
 int vd_vhd_flush(void *state);
 int vd_vhd_discard(void *state, uint64_t off, uint64_t len);
 int vd_vhd_write_footer_at(struct vhd *v, uint64_t off);
+/* Where the next new block's bitmap goes: past everything, data aligned. */
+uint64_t vd_vhd_place_block(const struct vhd *v);
 /* Note metadata of block BLK (DIRTY_*) for the next flush to publish. */
 void vd_vhd_mark_dirty(struct vhd *v, uint32_t blk, uint8_t what);
 /* Free block BLK of a dynamic disk: entry cleared at the next flush, space punched. */

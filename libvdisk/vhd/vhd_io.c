@@ -181,7 +181,7 @@ void vd_vhd_mark_dirty(struct vhd *v, uint32_t blk, uint8_t what)
  * drives want it), for blocks of 512 KiB and up; for smaller blocks the gap
  * (up to 3.5 KiB a block) would cost more than it saves, so 512 bytes.
  */
-static uint64_t place_block(const struct vhd *v)
+uint64_t vd_vhd_place_block(const struct vhd *v)
 {
 	uint64_t start = v->data_end;
 	uint64_t align = v->block_size >= (512u << 10) ? 4096 : VD_SECTOR;
@@ -213,7 +213,7 @@ int vd_vhd_write_footer_at(struct vhd *v, uint64_t off)
  */
 static int allocate_block(struct vhd *v, uint32_t blk)
 {
-	uint64_t bm_off = place_block(v);
+	uint64_t bm_off = vd_vhd_place_block(v);
 	uint64_t end = bm_off + v->bitmap_bytes + v->block_size;
 	uint8_t *bm;
 	int rc;

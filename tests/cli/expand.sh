@@ -1,6 +1,7 @@
 # vhdtool expand against qemu-img and vhdiinfo: fixed and dynamic disks grow
 # with their data intact and zeros after; shrinking only with --shrink over an
-# empty tail; a differencing disk and a BAT that cannot grow are refused.
+# empty tail; a BAT that runs over blocks moves them out of its way; a
+# differencing disk is refused.
 . "$TOP/tests/lib.sh"
 V=$VHDTOOL
 T=$TMPDIR
@@ -24,10 +25,17 @@ for type in dynamic fixed; do
 	check "$type: the shrunk disk keeps its data" qemu-img compare -f vpc -F raw "$d" "$T/$type.raw"
 done
 # A 2 MiB-block disk: the BAT at 1536 has room up to its first block at 3584
-# (512 entries, 1 GiB), so 1 GiB is reached in place and 2 GiB is refused.
+# (512 entries, 1 GiB), so 1 GiB is reached in place; 2 GiB needs the blocks in
+# the way moved to the end first (then the BAT grows over their old place).
 "$V" create -s 16M "$T/tight.vhd" >/dev/null && "$V" write --offset 0 "$T/tight.vhd" "$T/data"
 check "dynamic: the BAT grows in place up to its free room" "$V" expand -s 1G "$T/tight.vhd"
-expect_exit "dynamic: a BAT that would run over a block is refused" 2 "$V" expand -s 2G "$T/tight.vhd"
-check "dynamic: after the refusal the disk is intact" "$V" check "$T/tight.vhd"
+check "dynamic: a BAT that runs over blocks moves them and grows" "$V" expand -s 100G "$T/tight.vhd"
+cp "$T/data" "$T/tight.raw" && truncate -s 100G "$T/tight.raw"
+check "dynamic: after the move qemu-img reads the data and zeros" qemu-img compare -f vpc -F raw "$T/tight.vhd" "$T/tight.raw"
+vhdiinfo "$T/tight.vhd" | grep -q "107374182400 bytes" && ok "dynamic: vhdiinfo sees 100 GiB after the move" || fail "dynamic: vhdiinfo sees 100 GiB after the move" "$(vhdiinfo "$T/tight.vhd" | grep Media)"
+check "dynamic: check is clean after the move" "$V" check "$T/tight.vhd"
+first=$("$V" map "$T/tight.vhd" | awk 'NR==2 {print $NF}')
+[ "$first" = allocated ] && ok "dynamic: the moved blocks still map as allocated" || fail "dynamic: the moved blocks still map as allocated" "$("$V" map "$T/tight.vhd" | head -3)"
+# A parent locator cannot move: a differencing disk is refused anyway (below).
 "$V" create -t diff -b "$T/tight.vhd" "$T/child.vhd" >/dev/null
 expect_exit "a differencing disk is refused" 2 "$V" expand -s 512M "$T/child.vhd"

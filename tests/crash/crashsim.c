@@ -894,6 +894,30 @@ static void check_file(const struct workload *wl, const char *leaf, const char *
 	check_state(&w, 0, what, must);
 }
 
+/* After expand: twice the size, and the new half reads as zeros. */
+static void check_grown(const char *leaf, const char *what)
+{
+	struct vd_open_opts o = {.flags = VD_OPEN_RDONLY};
+	uint8_t *tail = malloc(SIZE);
+	struct vd_disk *d;
+	struct vd_info info;
+	char p[4200];
+	uint32_t i = 0;
+
+	path_in(p, sizeof(p), scratch, leaf);
+	if (vd_open(p, &o, &d) < 0 || vd_get_info(d, &info) < 0 ||
+	    info.virtual_size != 2 * (uint64_t)SIZE || vd_pread(d, tail, SIZE, SIZE) < 0) {
+		failf("%s: %s is not %u bytes long: %s", what, leaf, 2 * SIZE, vd_errmsg(d));
+		i = SIZE;
+	}
+	while (i < SIZE && tail[i] == 0)
+		i++;
+	if (i < SIZE)
+		failf("%s: the new space does not read as zeros (byte %u)", what, SIZE + i);
+	vd_close(d);
+	free(tail);
+}
+
 static void check_preserving(struct workload *wl, const char *what)
 {
 	char p[4200], err[600], again[700];
@@ -920,6 +944,8 @@ static void check_preserving(struct workload *wl, const char *what)
 	}
 	snprintf(again, sizeof(again), "%s, then %s again", what, wl->name);
 	check_file(wl, strcmp(wl->name, "merge") == 0 ? "parent.vhd" : wl->leaf, again, 1);
+	if (strcmp(wl->name, "expand") == 0)
+		check_grown(wl->leaf, again);
 }
 
 /* Read LEAF in WORK into the workload's model. */
