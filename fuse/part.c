@@ -107,7 +107,16 @@ int vdfs_scan_partitions(struct vdfs *fs)
 	img = vdfs_tskimg_open(fs, -1, fs->size);
 	if (!img)
 		return -ENOMEM;
-	vs = tsk_vs_open(img, 0, TSK_VS_TYPE_DETECT);
+	/*
+	 * GPT first: TSK's detection also opens the protective MBR as a DOS table and
+	 * leaks it when it then prefers GPT (libtsk 4.11, seen under LeakSanitizer).
+	 */
+	vs = tsk_vs_open(img, 0, TSK_VS_TYPE_GPT);
+	if (!vs) {
+		tsk_error_reset();
+		vs = tsk_vs_open(img, 0, TSK_VS_TYPE_DETECT);
+	}
+	tsk_error_reset();
 	if (vs) {
 		have_table = 1;
 		rc = add_vs_parts(fs, vs);
