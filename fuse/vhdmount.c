@@ -783,8 +783,8 @@ static int run_fuse(struct mount_args *a, const char *argv0)
 		fargv[fargc++] = "-f";
 	if (a->debug)
 		fargv[fargc++] = "-d";
-	/* libfuse 3.14 warns about its own unset default without an explicit value. */
-	fargv[fargc++] = "-omax_threads=16";
+	/* libfuse 3.14 warns about its own unset idle-thread default without a value. */
+	fargv[fargc++] = "-omax_idle_threads=10";
 	fargv[fargc] = NULL;
 	rc = fuse_main(fargc, fargv, &vm_ops, NULL);
 	free(fsname);
