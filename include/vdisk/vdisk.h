@@ -318,6 +318,8 @@ struct vd_copy_opts {
 	int keep_uuid;		 /* the copy is the same disk: children can be re-linked to it */
 	vd_progress_fn progress; /* may be NULL; DONE and TOTAL are disk offsets */
 	void *ctx;
+	/* When *CANCEL turns nonzero (a signal handler), stop: -ECANCELED, no DST. */
+	const volatile int *cancel;
 };
 
 struct vd_copy_result {

@@ -51,6 +51,7 @@ struct copier {
 	const struct vd_copy_opts *o;
 	struct vd_copy_result *res;
 	uint64_t piece;
+	const char *final; /* DST, the name the copy gets */
 	char *tmp;
 	char msg[1024];
 };
@@ -188,6 +189,9 @@ static int drain(struct copier *c, struct pipeline *p)
 		}
 		s = &p->s[p->tail % SLOTS];
 		pthread_mutex_unlock(&p->mu);
+		if (c->o->cancel && *c->o->cancel)
+			return say(c, -ECANCELED, "%s: interrupted; nothing was left behind",
+				   c->final);
 		rc = write_slot(c, s);
 		if (rc < 0)
 			return say(c, rc, "%s", vd_errmsg(c->dst));
@@ -384,7 +388,7 @@ int vd_copy(const char *src, const char *dst, const struct vd_copy_opts *opts,
 {
 	struct vd_copy_opts none = {0};
 	struct vd_copy_result res = {0};
-	struct copier c = {.o = opts ? opts : &none, .res = &res};
+	struct copier c = {.o = opts ? opts : &none, .res = &res, .final = dst};
 	int rc = do_copy(&c, src, dst);
 
 	if (c.dst)

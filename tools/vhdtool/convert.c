@@ -329,7 +329,8 @@ static int convert_to_file(struct convert *c)
 				 .compat = c->opts.compat,
 				 .checkpoint = c->checkpoint,
 				 .progress = on_progress,
-				 .ctx = &c->bar};
+				 .ctx = &c->bar,
+				 .cancel = (const volatile int *)&vt_interrupted};
 	struct vd_copy_result r;
 	char *msg = NULL;
 	int rc;

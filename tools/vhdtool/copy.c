@@ -125,6 +125,7 @@ int vt_cmd_copy(int argc, char **argv)
 	vt_progress_start(&bar, progress, 0);
 	co.progress = on_progress;
 	co.ctx = &bar;
+	co.cancel = (const volatile int *)&vt_interrupted;
 	rc = vd_copy(argv[optind], argv[optind + 1], &co, &r, &errmsg);
 	vt_progress_end(&bar);
 	if (rc < 0) {
