@@ -39,3 +39,13 @@ first=$("$V" map "$T/tight.vhd" | awk 'NR==2 {print $NF}')
 # A parent locator cannot move: a differencing disk is refused anyway (below).
 "$V" create -t diff -b "$T/tight.vhd" "$T/child.vhd" >/dev/null
 expect_exit "a differencing disk is refused" 2 "$V" expand -s 512M "$T/child.vhd"
+
+# A qemu-made dynamic disk (its own BAT layout): grown far enough that the BAT
+# runs over its first blocks; qemu-img then reads the data and the zeros.
+qemu-img create -q -f vpc -o subformat=dynamic,force_size=on "$T/q.vhd" 16M
+qemu-io -f vpc -c "write -P 0x5a 0 3M" -c "write -P 0x11 12M 1M" "$T/q.vhd" >/dev/null
+qemu-img convert -f vpc -O raw "$T/q.vhd" "$T/q.raw"
+check "qemu-img disk: expand to 500 GiB (blocks moved)" "$V" expand -s 500G "$T/q.vhd"
+truncate -s 500G "$T/q.raw"
+check "qemu-img disk: qemu-img reads the grown disk" qemu-img compare -q -f vpc -F raw "$T/q.vhd" "$T/q.raw"
+check "qemu-img disk: check is clean after the move" "$V" check "$T/q.vhd"
