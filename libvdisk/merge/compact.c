@@ -32,6 +32,8 @@ struct packer {
 	const struct vd_compact_opts *opts;
 	uint64_t done, total; /* progress, in bytes of blocks looked at or moved */
 	uint8_t *buf, *pbuf;
+	struct vd_range *free; /* the caller's free ranges, sorted */
+	size_t nfree;
 };
 
 static void progress(struct packer *p, uint64_t add)
@@ -48,19 +50,31 @@ static int all_zero(const uint8_t *p, size_t n)
 	return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
 }
 
+static int cmp_range(const void *a, const void *b)
+{
+	const struct vd_range *x = a, *y = b;
+
+	return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
 /* 1 when the caller named every byte of block BLK as unused (guest free space). */
 static int block_is_free(const struct packer *p, uint32_t blk)
 {
 	uint64_t start = (uint64_t)blk * p->v->block_size;
 	uint64_t end = start + (uint64_t)vd_vhd_valid_sectors(p->v, blk) * VD_SECTOR;
+	size_t lo = 0, hi = p->nfree;
 
-	for (size_t i = 0; i < p->opts->nfree; i++) {
-		const struct vd_range *r = &p->opts->free_ranges[i];
+	/* The last range starting at or before START (ranges sorted by offset). */
+	while (hi - lo > 1) {
+		size_t mid = lo + (hi - lo) / 2;
 
-		if (r->offset <= start && r->length >= end - r->offset)
-			return 1;
+		if (p->free[mid].offset <= start)
+			lo = mid;
+		else
+			hi = mid;
 	}
-	return 0;
+	return p->nfree && p->free[lo].offset <= start &&
+	       p->free[lo].length >= end - p->free[lo].offset;
 }
 
 /* A private copy of block BLK's bitmap, to clear bits in. */
@@ -361,6 +375,13 @@ static int compact_image(struct vd_disk *d, const struct vd_compact_opts *opts,
 	p.pbuf = malloc(v->block_size);
 	if (!p.buf || !p.pbuf)
 		rc = vd_error(d, -ENOMEM, "", UINT64_MAX, "out of memory");
+	if (rc == 0 && opts->nfree && !(p.free = malloc(opts->nfree * sizeof(*p.free))))
+		rc = vd_error(d, -ENOMEM, "", UINT64_MAX, "out of memory");
+	if (rc == 0 && opts->nfree) {
+		memcpy(p.free, opts->free_ranges, opts->nfree * sizeof(*p.free));
+		qsort(p.free, opts->nfree, sizeof(*p.free), cmp_range);
+		p.nfree = opts->nfree;
+	}
 	if (rc == 0)
 		rc = vd_flush(d); /* the walk trusts the durable BAT */
 	if (rc == 0)
@@ -379,6 +400,7 @@ static int compact_image(struct vd_disk *d, const struct vd_compact_opts *opts,
 	free(e);
 	free(p.buf);
 	free(p.pbuf);
+	free(p.free);
 	return rc;
 }
 

@@ -107,3 +107,38 @@ out=$("$V" compact "$T/f.vhd" 2>&1); rc=$?
 [ "$rc" = 2 ] && printf '%s' "$out" | grep -q "convert" && ok "fixed disk: refused, pointing to convert" || fail "fixed disk: refused, pointing to convert" "$rc: $out"
 expect_exit "missing file: exit 2" 2 "$V" compact "$T/nope.vhd"
 "$V" compact --help | grep -q "Optimize\|zeros" && ok "compact --help explains" || fail "compact --help explains"
+
+# 7. --fs-aware: blocks the guest file systems mark free go, even when not zero
+# (deleted files keep their bytes). An MBR disk: FAT32 in p1, ext4 in p2.
+mkdir -p "$T/tree/sub" && head -c 100K /dev/urandom >"$T/tree/sub/keep.bin" && echo hello >"$T/tree/a.txt"
+head -c 20M /dev/urandom >"$T/tree/big.bin"
+truncate -s 96M "$T/fs.raw"
+printf 'label: dos\nstart=2048, size=90112, type=c\nstart=92160, type=83\n' | sfdisk -q "$T/fs.raw"
+mkfs.vfat -F 32 --offset 2048 "$T/fs.raw" 45056 >/dev/null 2>&1 # KiB
+MTOOLS_SKIP_CHECK=1 mcopy -i "$T/fs.raw@@1048576" "$T/tree/big.bin" "$T/tree/a.txt" ::/
+MTOOLS_SKIP_CHECK=1 mdel -i "$T/fs.raw@@1048576" ::/big.bin
+mkfs.ext4 -q -F -d "$T/tree" -b 4096 "$T/p2.raw" $(((196608 - 92160) / 2))k >/dev/null
+debugfs -w -R "rm big.bin" "$T/p2.raw" >/dev/null 2>&1
+dd if="$T/p2.raw" of="$T/fs.raw" bs=512 seek=92160 conv=notrunc 2>/dev/null
+"$V" create -s 96M "$T/fs.vhd" >/dev/null && "$V" write "$T/fs.vhd" "$T/fs.raw" >/dev/null
+"$V" compact "$T/fs.vhd" >/dev/null
+plain=$(size_of "$T/fs.vhd")
+if out=$("$V" compact --fs-aware --json "$T/fs.vhd" 2>"$T/fs.err"); then
+	ok "--fs-aware compact succeeds"
+else
+	fail "--fs-aware compact succeeds" "$(cat "$T/fs.err")"
+fi
+aware=$(size_of "$T/fs.vhd")
+[ $((plain - aware)) -ge $((30 * 1048576)) ] && ok "--fs-aware drops the two deleted 20 MiB files' blocks ($plain -> $aware)" || fail "--fs-aware drops the two deleted 20 MiB files' blocks" "$plain -> $aware: $out"
+check "--fs-aware: check is clean" "$V" check "$T/fs.vhd"
+for p in p1 p2; do
+	rm -f "$T/k.bin" "$T/a.out"
+	"$V" extract "$T/fs.vhd:$p" /a.txt "$T/a.out" >/dev/null 2>&1 && cmp -s "$T/a.out" "$T/tree/a.txt" && ok "--fs-aware: $p's file reads as before" || fail "--fs-aware: $p's file reads as before"
+done
+"$V" extract "$T/fs.vhd:p2" /sub/keep.bin "$T/k.bin" >/dev/null 2>&1 && cmp -s "$T/k.bin" "$T/tree/sub/keep.bin" && ok "--fs-aware: ext4 keeps its other files" || fail "--fs-aware: ext4 keeps its other files"
+"$V" read "$T/fs.vhd" >"$T/fs.back"
+dd if="$T/fs.back" of="$T/p2.back" bs=512 skip=92160 2>/dev/null
+check "--fs-aware: e2fsck finds the ext4 clean" e2fsck -fn "$T/p2.back"
+check "--fs-aware: fsck.vfat finds the FAT32 clean" sh -c "dd if='$T/fs.back' of='$T/p1.back' bs=512 skip=2048 count=90112 2>/dev/null && fsck.vfat -n '$T/p1.back'"
+"$V" create -s 4M "$T/nofs.vhd" >/dev/null
+expect_exit "--fs-aware on a disk without a file system says so" 2 "$V" compact --fs-aware "$T/nofs.vhd"
