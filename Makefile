@@ -124,7 +124,7 @@ fuzz: deps
 
 bench: deps
 	@$(MAKE) --no-print-directory all $(B)/bench/vdbench
-	@./bench/run.sh
+	@B=$(B) ./bench/run.sh
 
 $(B)/bench/vdbench: bench/vdbench.c $(B)/libvdisk.a
 	@mkdir -p $(dir $@)

@@ -1,11 +1,11 @@
 /*
  * The libaio engine (Linux native AIO): up to DEPTH requests (spec
- * "libaio[:depth=N]", default 128) in the kernel, handed over in one io_submit
- * at reap; more wait in a queue. Short transfers are resubmitted for the rest.
- * A flush is a barrier as in the io_uring engine; where the kernel refuses
- * IOCB_CMD_FDSYNC (before 4.18, or a file system without it) the flush runs
- * fdatasync() in the caller's thread once nothing is in flight.
- */
+ * "libaio[:depth=N]", default 128, less when the machine's AIO budget runs
+ * short) in the kernel, handed over in one io_submit at reap; more wait in a
+ * queue. Short transfers are resubmitted for the rest. A flush is a barrier as
+ * in the io_uring engine; where the kernel refuses IOCB_CMD_FDSYNC (before
+ * 4.18, or a file system without it) the flush runs fdatasync() in the
+ * caller's thread once nothing is in flight. */
 #include <errno.h>
 #include <libaio.h>
 #include <stdio.h>
@@ -64,6 +64,24 @@ static const char *aio_hint(int rc)
 	return "";
 }
 
+/*
+ * AIO contexts are a machine-wide budget (fs.aio-max-nr, 65536 events: about
+ * 256 contexts of depth 128), shared with every other process and spent once
+ * per open image, parents included. When it runs short, a smaller context
+ * still works: requests beyond its depth wait in our queue.
+ */
+static int aio_setup(struct aio *a)
+{
+	int rc;
+
+	for (;;) {
+		rc = io_setup((int)a->depth, &a->ctx); /* libaio returns -errno */
+		if (rc != -EAGAIN || a->depth <= 8)
+			return rc;
+		a->depth /= 2;
+	}
+}
+
 static int aio_alloc(struct aio *a)
 {
 	a->iocbs = calloc(a->depth, sizeof(*a->iocbs));
@@ -105,9 +123,9 @@ static int aio_init(void *state, const char *options, const char *path, char *er
 		snprintf(err, errlen, "libaio: depth must be 1..%d, not '%s'", AIO_MAX_DEPTH, v);
 		return -EINVAL;
 	}
-	rc = aio_alloc(a);
+	rc = aio_setup(a);
 	if (rc == 0)
-		rc = io_setup((int)a->depth, &a->ctx); /* libaio returns -errno */
+		rc = aio_alloc(a);
 	if (rc < 0) {
 		a->ctx = 0;
 		snprintf(err, errlen, "libaio: io_setup: %s%s", strerror(-rc), aio_hint(rc));

@@ -15,6 +15,7 @@
 
 #define URING_DEFAULT_DEPTH 128
 #define URING_MAX_DEPTH 4096
+#define URING_MAX_CHUNK (1u << 30)
 
 struct uring {
 	struct io_uring ring;
@@ -119,21 +120,24 @@ static void uring_fini(void *state)
 static void uring_prep(struct uring *u, struct vd_io_req *req)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
-	size_t done = (size_t)req->res;
+	size_t done = (size_t)req->res, len = req->len - done;
 
 	/* Never NULL: at most DEPTH requests are in flight and the ring has DEPTH slots. */
 	if (!sqe) {
 		io_uring_submit(&u->ring);
 		sqe = io_uring_get_sqe(&u->ring);
 	}
+	/* A ring entry holds 32 bits of length: larger requests go as short transfers. */
+	if (len > URING_MAX_CHUNK)
+		len = URING_MAX_CHUNK;
 	if (req->op == VD_IO_FSYNC)
 		io_uring_prep_fsync(sqe, req->fd, IORING_FSYNC_DATASYNC);
 	else if (req->op == VD_IO_READ)
-		io_uring_prep_read(sqe, req->fd, (char *)req->buf + done,
-				   (unsigned)(req->len - done), req->offset + done);
+		io_uring_prep_read(sqe, req->fd, (char *)req->buf + done, (unsigned)len,
+				   req->offset + done);
 	else
-		io_uring_prep_write(sqe, req->fd, (char *)req->buf + done,
-				    (unsigned)(req->len - done), req->offset + done);
+		io_uring_prep_write(sqe, req->fd, (char *)req->buf + done, (unsigned)len,
+				    req->offset + done);
 	io_uring_sqe_set_data(sqe, req);
 }
 
@@ -160,8 +164,6 @@ static int uring_submit(void *state, struct vd_io_req *req)
 {
 	struct uring *u = state;
 
-	if (req->op != VD_IO_FSYNC && req->len > 0x7ffff000u)
-		return -EINVAL; /* one ring entry moves at most what read(2) would */
 	req->next = NULL;
 	if (u->wait_tail)
 		u->wait_tail->next = req;
