@@ -318,7 +318,9 @@ int vd_close(struct vd_disk *d)
 	if (d->mirror)
 		vd_mirror_cancel(d->mirror); /* a mirror never outlives its source */
 	if (d->drv && (d->flags & VD_OPEN_RDWR))
-		rc = vd_flush(d);
+		rc = vd_flush(d); /* waits for every request in flight first */
+	else if (d->drv && d->file_open)
+		vd_aio_drain_(d);
 	vd_chain_close(d);
 	if (d->drv)
 		d->drv->close(d->state);
@@ -340,7 +342,11 @@ int vd_close(struct vd_disk *d)
 	return rc;
 }
 
-static int check_range(struct vd_disk *d, size_t len, uint64_t offset, const char *what)
+/*
+ * The synchronous paths (aio.c splits each request and sends the pieces that
+ * need metadata here; the public vd_pread and friends are wrappers there).
+ */
+int vd_disk_check_range_(struct vd_disk *d, size_t len, uint64_t offset, const char *what)
 {
 	if (!d->drv)
 		return vd_error(d, -EBADF, "", UINT64_MAX, "disk is not open");
@@ -378,19 +384,15 @@ static int chain_pread(struct vd_disk *d, uint8_t *buf, size_t len, uint64_t off
 	return 0;
 }
 
-static int disk_pread(struct vd_disk *d, void *buf, size_t len, uint64_t offset)
+int vd_disk_slow_pread_(struct vd_disk *d, void *buf, size_t len, uint64_t offset)
 {
-	int rc = check_range(d, len, offset, "read");
-
-	if (rc < 0 || len == 0)
-		return rc;
 	if (d->parent)
 		return chain_pread(d, buf, len, offset);
 	return d->drv->pread(d->state, buf, len, offset);
 }
 
 /* After a mirror's switch-over the source takes no more writes: they belong to the copy. */
-static int writable(struct vd_disk *d)
+int vd_disk_writable_(struct vd_disk *d)
 {
 	if (!(d->flags & VD_OPEN_RDWR))
 		return vd_error(d, -EROFS, "", UINT64_MAX, "image is open read-only");
@@ -399,17 +401,6 @@ static int writable(struct vd_disk *d)
 				"mirrored to %s and switched over; write through the new handle",
 				d->switched_to);
 	return 0;
-}
-
-static int disk_pwrite(struct vd_disk *d, const void *buf, size_t len, uint64_t offset)
-{
-	int rc = check_range(d, len, offset, "write");
-
-	if (rc < 0 || (rc = writable(d)) < 0)
-		return rc;
-	if (len == 0)
-		return 0;
-	return d->drv->pwrite(d->state, buf, len, offset);
 }
 
 /* Writing zeros is the fallback where nothing can be released. */
@@ -430,71 +421,22 @@ static int zero_range(struct vd_disk *d, uint64_t off, uint64_t len)
 	return rc;
 }
 
-static int disk_discard(struct vd_disk *d, uint64_t offset, uint64_t len)
+int vd_disk_discard_(struct vd_disk *d, uint64_t offset, uint64_t len)
 {
-	int rc = check_range(d, (size_t)len, offset, "discard");
-
-	if (rc < 0 || len == 0)
-		return rc;
-	if ((rc = writable(d)) < 0)
-		return rc;
+	if (len == 0)
+		return 0;
 	if (d->drv->discard)
 		return d->drv->discard(d->state, offset, len);
 	return zero_range(d, offset, len);
 }
 
-static int disk_flush(struct vd_disk *d)
+int vd_disk_flush_(struct vd_disk *d)
 {
 	if (!d->drv)
 		return vd_error(d, -EBADF, "", UINT64_MAX, "disk is not open");
 	if (!(d->flags & VD_OPEN_RDWR))
 		return 0;
 	return d->drv->flush(d->state);
-}
-
-/* The public calls: one at a time per handle; writes tell an active mirror. */
-int vd_pread(struct vd_disk *d, void *buf, size_t len, uint64_t offset)
-{
-	int rc;
-
-	pthread_mutex_lock(&d->lock);
-	rc = disk_pread(d, buf, len, offset);
-	pthread_mutex_unlock(&d->lock);
-	return rc;
-}
-
-int vd_pwrite(struct vd_disk *d, const void *buf, size_t len, uint64_t offset)
-{
-	int rc;
-
-	pthread_mutex_lock(&d->lock);
-	rc = disk_pwrite(d, buf, len, offset);
-	if (d->mirror && len)
-		vd_mirror_mark_(d->mirror, offset, len); /* even a failed write may have landed */
-	pthread_mutex_unlock(&d->lock);
-	return rc;
-}
-
-int vd_discard(struct vd_disk *d, uint64_t offset, uint64_t len)
-{
-	int rc;
-
-	pthread_mutex_lock(&d->lock);
-	rc = disk_discard(d, offset, len);
-	if (d->mirror && len)
-		vd_mirror_mark_(d->mirror, offset, len);
-	pthread_mutex_unlock(&d->lock);
-	return rc;
-}
-
-int vd_flush(struct vd_disk *d)
-{
-	int rc;
-
-	pthread_mutex_lock(&d->lock);
-	rc = disk_flush(d);
-	pthread_mutex_unlock(&d->lock);
-	return rc;
 }
 
 static int build_chain(struct vd_disk *d)

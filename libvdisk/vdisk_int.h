@@ -148,7 +148,17 @@ struct vd_driver {
 	void (*check)(void *state, enum vd_check_profile profile, struct vd_disk *disk);
 	/* Fix what loses no data (opened in check mode, read-write); notes each fix. */
 	int (*repair)(void *state, struct vd_disk *disk);
+	/*
+	 * How to serve the start of [OFF, OFF+LEN) asynchronously: VD_PLAN_FILE (the
+	 * bytes are at *FILE_OFF in the image file), VD_PLAN_ZERO (a read: zeros) or
+	 * VD_PLAN_SLOW (through pread/pwrite, synchronously); *RUN (> 0, <= LEN) bytes
+	 * are covered. NULL: everything is slow.
+	 */
+	int (*plan)(void *state, int write, uint64_t off, uint64_t len, uint64_t *file_off,
+		    uint64_t *run);
 };
+
+enum { VD_PLAN_FILE = 1, VD_PLAN_ZERO = 2, VD_PLAN_SLOW = 3 };
 
 extern const struct vd_driver vd_raw_driver;
 extern const struct vd_driver vd_vhd_driver;
@@ -189,10 +199,22 @@ struct vd_disk {
 	uint64_t err_offset;
 	struct vd_note *warnings;
 	int nwarnings;
-	pthread_mutex_t lock;	  /* serializes the public calls on this handle */
+	pthread_mutex_t lock;	 /* serializes the public calls on this handle */
+	unsigned aio_inflight;	 /* engine requests of vd_aio pieces not yet complete */
+	struct vd_aio *aio_done; /* completed, callbacks not yet run (vd_aio_poll) */
+	struct vd_aio *aio_last;
 	struct vd_mirror *mirror; /* writes are reported to it while a mirror runs */
 	char *switched_to;	  /* a mirror switched over to this copy: no more writes */
 };
+
+/* disk.c, for aio.c: the synchronous paths one piece of a request takes. */
+int vd_disk_check_range_(struct vd_disk *d, size_t len, uint64_t offset, const char *what);
+int vd_disk_writable_(struct vd_disk *d);
+int vd_disk_slow_pread_(struct vd_disk *d, void *buf, size_t len, uint64_t offset);
+int vd_disk_discard_(struct vd_disk *d, uint64_t offset, uint64_t len);
+int vd_disk_flush_(struct vd_disk *d);
+/* aio.c: wait until no piece of D is in flight (before a flush or a discard). */
+int vd_aio_drain_(struct vd_disk *d);
 
 /* The handle's lock (disk.c): recursive, set up when the handle is made. */
 void vd_lock_init_(struct vd_disk *d);

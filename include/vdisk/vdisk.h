@@ -114,6 +114,52 @@ int vd_discard(struct vd_disk *disk, uint64_t offset, uint64_t len);
 /* Make every completed write durable (data and metadata). */
 int vd_flush(struct vd_disk *disk);
 
+/* ---- asynchronous requests (the calls above are waits on these) ---- */
+
+enum vd_aio_op {
+	VD_AIO_READ = 0,
+	VD_AIO_WRITE = 1,
+	VD_AIO_FLUSH = 2,   /* a barrier: waits for the requests before it, then flushes */
+	VD_AIO_DISCARD = 3, /* a barrier too */
+};
+
+struct vd_aio {
+	/* Set by the caller before vd_aio_submit; untouched until completion. */
+	int op;		 /* enum vd_aio_op */
+	void *buf;	 /* READ: filled; WRITE: read from (must stay valid) */
+	size_t len;	 /* any length (split where the disk's layout changes) */
+	uint64_t offset; /* any byte offset; a chain is read through */
+	void (*done)(struct vd_aio *aio, int res); /* run by vd_aio_poll; may be NULL */
+	void *ctx;				   /* the caller's */
+	/* Results. */
+	int res;      /* 0 or -errno (message in vd_errmsg) */
+	int complete; /* 1 once vd_aio_poll has delivered it */
+	/* Private to the library. */
+	unsigned pending_;
+	struct vd_aio *next_;
+};
+
+/*
+ * Start AIO on DISK. Returns -errno at once for a request that cannot start (a
+ * range past the end, a read-only disk), else 0: the request then completes
+ * through vd_aio_poll, which sets res and complete and runs done. Bytes already
+ * in place go to the I/O engine (io_uring and libaio keep many in flight);
+ * work on metadata (allocating a block, the parent's bytes) is done here, in
+ * submission order, so a write that allocates a block is ordered before later
+ * requests on it. Overlapping reads and writes in flight at once have no
+ * defined order, as on any block device.
+ */
+int vd_aio_submit(struct vd_disk *disk, struct vd_aio *aio);
+/*
+ * Deliver completed requests (running their done callbacks), waiting until at
+ * least MIN have been delivered or nothing is in flight. Returns the number
+ * delivered, or -errno. Call it before vd_close: requests not delivered then
+ * are lost (their I/O is finished by vd_close).
+ */
+int vd_aio_poll(struct vd_disk *disk, unsigned min);
+/* Engine requests in flight on DISK. */
+unsigned vd_aio_inflight(struct vd_disk *disk);
+
 /* The last error's message ("disk.vhd: BAT entry 17 ... (offset 0x...)"). */
 const char *vd_errmsg(const struct vd_disk *disk);
 /* A short description of a -errno code returned by this library. */

@@ -343,7 +343,10 @@ static int switch_over(struct vd_mirror *m)
 	t0 = now_ns();
 	pthread_mutex_lock(&m->src->lock);
 	before = m->st.copied_bytes;
-	rc = dirty_pass(m);
+	/* Writes still in flight land (and are marked) before the last pass. */
+	rc = vd_aio_drain_(m->src);
+	if (rc == 0)
+		rc = dirty_pass(m);
 	if (rc == 0 && (rc = vd_flush(m->dst)) < 0)
 		fail(m, rc, "%s", vd_errmsg(m->dst));
 	if (rc == 0 && !(m->src->switched_to = strdup(m->dst_path)))

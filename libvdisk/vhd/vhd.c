@@ -768,6 +768,7 @@ const struct vd_driver vd_vhd_driver = {
 	.pwrite = vd_vhd_pwrite,
 	.flush = vd_vhd_flush,
 	.discard = vd_vhd_discard,
+	.plan = vd_vhd_plan,
 	.create = vd_vhd_create,
 	.get_parent = vd_vhd_get_parent,
 	.set_parent = vd_vhd_set_parent,

@@ -53,6 +53,8 @@ int vd_vhd_load_bitmap(struct vhd *v, uint32_t blk, uint8_t **out);
 int vd_vhd_pread(void *state, void *buf, size_t len, uint64_t off);
 int vd_vhd_pwrite(void *state, const void *buf, size_t len, uint64_t off);
 int vd_vhd_flush(void *state);
+int vd_vhd_plan(void *state, int write, uint64_t off, uint64_t len, uint64_t *file_off,
+		uint64_t *run);
 int vd_vhd_discard(void *state, uint64_t off, uint64_t len);
 int vd_vhd_write_footer_at(struct vhd *v, uint64_t off);
 /* Where the next new block's bitmap goes: past everything, data aligned. */

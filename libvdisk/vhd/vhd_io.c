@@ -143,6 +143,50 @@ int vd_vhd_pread(void *state, void *buf, size_t len, uint64_t off)
 	return each_block(v, p, len, off, read_in_block);
 }
 
+/* ---- planning asynchronous I/O (see aio.c) ---- */
+
+/*
+ * Data already in place is moved by the engine without the driver: a fixed
+ * disk, or sectors of an allocated block whose bits are set. Anything that
+ * needs metadata (allocation, new bits, the parent's bytes) takes the slow,
+ * synchronous path; zeros of a dynamic disk need no I/O at all.
+ */
+int vd_vhd_plan(void *state, int write, uint64_t off, uint64_t len, uint64_t *file_off,
+		uint64_t *run)
+{
+	struct vhd *v = state;
+	uint32_t blk, boff, k, r;
+	uint64_t n, base;
+	uint8_t *bm;
+
+	if (!v->dynamic) {
+		*file_off = off;
+		*run = len;
+		return VD_PLAN_FILE;
+	}
+	blk = (uint32_t)(off / v->block_size);
+	boff = (uint32_t)(off % v->block_size);
+	n = len < v->block_size - boff ? len : v->block_size - boff;
+	*run = n;
+	if ((write && v->failed) || blk >= v->entries)
+		return VD_PLAN_SLOW; /* the slow path says what is wrong */
+	if (v->bat[blk] == VD_BAT_UNUSED)
+		return write || v->diff ? VD_PLAN_SLOW : VD_PLAN_ZERO;
+	if (vd_vhd_load_bitmap(v, blk, &bm) < 0)
+		return VD_PLAN_SLOW;
+	base = (uint64_t)v->bat[blk] * VD_SECTOR + v->bitmap_bytes;
+	*file_off = base + boff;
+	if (bm == BITMAP_FULL)
+		return VD_PLAN_FILE;
+	k = boff / VD_SECTOR;
+	r = vd_bitmap_run(bm, k, v->spb - k);
+	if ((uint64_t)(k + r) * VD_SECTOR - boff < n)
+		*run = (uint64_t)(k + r) * VD_SECTOR - boff;
+	if (vd_bitmap_test(bm, k))
+		return VD_PLAN_FILE;
+	return write || v->diff ? VD_PLAN_SLOW : VD_PLAN_ZERO;
+}
+
 /* ---- writing ---- */
 
 static int fail_write(struct vhd *v, int rc, const char *field, uint64_t off, const char *what)

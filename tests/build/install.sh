@@ -47,7 +47,8 @@ else
 	fail pkg-config-shared-build "$(tail -n 3 "$TMPDIR/cc.log" | tr '\n' ' ')"
 fi
 if cc -std=c11 $(pkg-config --cflags libvdisk) "$TMPDIR/prog.c" -o "$TMPDIR/prog-static" \
-	"$prefix/lib/libvdisk.a" 2>"$TMPDIR/cc2.log"; then
+	"$prefix/lib/libvdisk.a" $(pkg-config --static --libs-only-l libvdisk | sed 's/-lvdisk//') \
+	2>"$TMPDIR/cc2.log"; then
 	check static-runs "$TMPDIR/prog-static" "$TMPDIR/b.vhd"
 else
 	fail static-build "$(tail -n 3 "$TMPDIR/cc2.log" | tr '\n' ' ')"
