@@ -101,6 +101,24 @@ static void keep_fat_label(struct vdfs_part *part, const char *name)
 	part->info.fs_label = part->fs_label;
 }
 
+/*
+ * exFAT's allocation bitmap, up-case table and other special directory entries,
+ * which TSK lists as files named so (no user file can be: exFAT names come from
+ * file-name entries, these from entries of other types).
+ */
+static int exfat_special(const struct vdfs_part *part, const TSK_FS_FILE *file)
+{
+	static const char *const names[] = {"$ALLOC_BITMAP", "$UPCASE_TABLE", "$VOLUME_GUID_ENTRY",
+					    "$TEX_FAT_ENTRY", "$ACCESS_CONTROL_TABLE"};
+
+	if (part->tfs->ftype != TSK_FS_TYPE_EXFAT || file->name->par_addr != part->tfs->root_inum)
+		return 0;
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcmp(file->name->name, names[i]) == 0)
+			return 1;
+	return 0;
+}
+
 /* What a guest user sees: allocated names only, no TSK virtual files or NTFS system files. */
 static int visible(const struct vdfs_part *part, const TSK_FS_FILE *file)
 {
@@ -118,6 +136,8 @@ static int visible(const struct vdfs_part *part, const TSK_FS_FILE *file)
 	    file->meta->type == TSK_FS_META_TYPE_VIRT_DIR)
 		return 0;
 	if (TSK_FS_TYPE_ISNTFS(part->tfs->ftype) && name->meta_addr < NTFS_FIRST_USER_RECORD)
+		return 0;
+	if (exfat_special(part, file))
 		return 0;
 	return !is_fat_label(part, name->name);
 }

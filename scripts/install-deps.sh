@@ -9,7 +9,7 @@ libfuse3-dev fuse3 libjansson-dev \
 qemu-utils libvhdi-utils e2fsprogs dosfstools mtools bzip2 gzip unzip \
 python3 xxd groff-base bc libclang-rt-dev \
 fio gnuplot-nox time \
-libtsk-dev ntfs-3g fdisk lvm2"
+libtsk-dev ntfs-3g fdisk lvm2 exfatprogs exfat-fuse"
 
 missing=""
 for p in $PKGS; do
