@@ -22,7 +22,7 @@ if [ "${BENCH_SMOKE:-0}" = 1 ]; then
 	BIG_GIB=1 BIG_BLOCKS=100 BIG_TIMEOUT=10 OUTDIR=${BENCH_OUT:-$DIR/out}
 else
 	SIZE_MIB=${BENCH_SIZE_MIB:-1024} RUNS=3 NQD1=20000 NQD32=100000 NWRITE=10000
-	MERGE_MIB="64 128 256" PARENT_GIB="1G 16G" BIG_GIB=1946 BIG_BLOCKS=1000000 BIG_TIMEOUT=60
+	MERGE_MIB="64 128 256" PARENT_GIB="1G 16G" BIG_GIB=1954 BIG_BLOCKS=1000000 BIG_TIMEOUT=60
 	OUTDIR=${BENCH_OUT:-$TOP/bench}
 fi
 mkdir -p "$OUTDIR"
@@ -177,13 +177,19 @@ for p in $PARENT_GIB; do
 done
 
 # ---- peak RSS on a sparse ${BIG_GIB} GiB dynamic disk with $BIG_BLOCKS allocated blocks ----
-python3 bench/make-big-dynamic.py "$DIR/big.vhd" "$BIG_GIB" "$BIG_BLOCKS"
+python3 bench/make-big-dynamic.py "$DIR/big.vhd" "$BIG_GIB" "$BIG_BLOCKS" || echo "bench: FAILED: make-big-dynamic.py" >&2
 rss() { # label timeout cmd...: peak RSS in KiB of cmd (stopped after timeout seconds)
 	local label=$1 limit=$2; shift 2
 	drop
-	/usr/bin/time -f "%M" -o "$DIR/rss" timeout "$limit" "$@" >/dev/null 2>&1
-	local rc=$?
-	row rss "$label$([ "$rc" = 124 ] && echo " (stopped after ${limit} s)")" "$(tail -n 1 "$DIR/rss")" "" KiB \
+	/usr/bin/time -f "%M" -o "$DIR/rss" timeout "$limit" "$@" >/dev/null 2>"$DIR/rss.err"
+	local rc=$? fig
+	fig=$(tail -n 1 "$DIR/rss")
+	[ "$rc" = 124 ] && label="$label (stopped after ${limit} s)"
+	if [ "$rc" != 0 ] && [ "$rc" != 124 ]; then
+		echo "bench: FAILED: $* (exit $rc)" >&2
+		fig=nan label="$label (failed: $(tail -n 1 "$DIR/rss.err" | sed "s|$DIR/||g"))"
+	fi
+	row rss "$label" "$fig" "" KiB \
 		"/usr/bin/time -f %M timeout $limit $(echo "$*" | sed "s|$VT|vhdtool|; s|$DIR/||g")" ""
 }
 rss "vhdtool check" 600 "$VT" check "$DIR/big.vhd"
