@@ -28,8 +28,10 @@ run_unit() { # build-dir [test names...]
 		[ $# = 0 ] || [[ " $* " == *" $(basename "$bin") "* ]] || continue
 		name="${RESULT_PREFIX:-}$(basename "$dir")/unit/$(basename "$bin")"
 		echo "== $name"
+		start=$SECONDS
 		tap=$("$bin" --tap=- -j2 2>/tmp/vdisk-unit-err.$$)
 		rc=$?
+		echo "   ($name: $((SECONDS - start)) s)"
 		printf '%s\n' "$tap" | grep -E '^(not )?ok ' | while read -r line; do
 			case $line in
 			"not ok"*) echo "FAIL $name ${line#not ok }" >>"$RESULTS"; echo "  FAIL ${line#not ok }";;
@@ -51,8 +53,10 @@ run_shell() { # build-dir suite-dir
 		suite="${RESULT_PREFIX:-}$(basename "$1")/$(basename "$2")/$(basename "$t" .sh)"
 		echo "== $suite"
 		scratch=$(mktemp -d /tmp/vdisk-test.XXXXXX)
+		start=$SECONDS
 		SUITE=$suite VHDTOOL="$TOP/$1/vhdtool" BUILD="$TOP/$1" TMPDIR=$scratch TOP=$TOP \
 			bash "$t" </dev/null
+		echo "   ($suite: $((SECONDS - start)) s)"
 		rm -rf "$scratch"
 	done
 }
