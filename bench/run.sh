@@ -86,10 +86,10 @@ for eng in io_uring libaio; do
 	row api "4k rand read QD1, $eng" "$o" "$a" IOPS \
 		"vdbench -e $eng -D -n $NQD1 randread full.vhd" \
 		"fio --rw=randread --bs=4k --direct=1 --ioengine=$eng --iodepth=1 --number_ios=$NQD1 full.raw"
-	o=$(runs nothing "$VB" -e "$eng" -D -t 32 -n "$NQD32" randread "$DIR/full.vhd" | cut -d' ' -f1)
+	o=$(runs nothing "$VB" -e "$eng" -D -q 32 -n "$NQD32" randread "$DIR/full.vhd" | cut -d' ' -f1)
 	a=$(runs nothing fio_iops $FIO --rw=randread --ioengine="$eng" --iodepth=32 --number_ios="$NQD32")
 	row api "4k rand read QD32, $eng" "$o" "$a" IOPS \
-		"vdbench -e $eng -D -t 32 -n $NQD32 randread full.vhd (32 threads x QD1)" \
+		"vdbench -e $eng -D -q 32 -n $NQD32 randread full.vhd (one thread, 32 in flight via vd_aio)" \
 		"fio --rw=randread --bs=4k --direct=1 --ioengine=$eng --iodepth=32 --number_ios=$NQD32 full.raw"
 done
 

@@ -4,14 +4,13 @@
  * (and, for writes, the final vd_flush). bench/run.sh drops the page cache
  * before each run and prints the anchors (fio, qemu-io) beside these figures.
  *
- * Usage: vdbench [-e ENGINE] [-D] [-t THREADS] [-n OPS] [-b BYTES] [-O FILE] WORKLOAD IMAGE
- *   randread   OPS reads of BYTES (4 KiB) at random aligned offsets; THREADS
- *              threads, each with its own read-only handle: the public API is
- *              synchronous, so queue depth N means N threads at depth 1
- *   randwrite  OPS writes of BYTES at random aligned offsets, one handle (QD1)
- *   offwrite   one write of BYTES at each offset listed in FILE (one a line)
- *   seqwrite   the whole disk in BYTES (1 MiB) writes, in order
- * -D opens with VD_OPEN_DIRECT. Prints "VALUE UNIT" (IOPS or MiB/s).
+ * Usage: vdbench [-e ENGINE] [-D] [-t THREADS | -q DEPTH] [-n OPS] [-b BYTES] [-O FILE] WORKLOAD
+ * IMAGE randread   OPS reads of BYTES (4 KiB) at random aligned offsets; with -q DEPTH one thread
+ * keeps DEPTH requests in flight through the asynchronous API (vd_aio_submit/poll), as fio's
+ * iodepth does; with -t THREADS, threads each with its own handle at depth 1 randwrite  OPS writes
+ * of BYTES at random aligned offsets, one handle (QD1) offwrite   one write of BYTES at each offset
+ * listed in FILE (one a line) seqwrite   the whole disk in BYTES (1 MiB) writes, in order -D opens
+ * with VD_OPEN_DIRECT. Prints "VALUE UNIT" (IOPS or MiB/s).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -27,6 +26,7 @@ struct bench {
 	const char *image, *engine, *workload, *offsets;
 	unsigned flags;
 	unsigned threads;
+	unsigned depth; /* -q: requests in flight through vd_aio (0: synchronous calls) */
 	uint64_t ops;
 	size_t bytes;
 	uint64_t disk_size;
@@ -89,6 +89,67 @@ static void *reader(void *arg)
 				 random_offset(&w->seed, w->b->disk_size, w->b->bytes));
 	free(buf);
 	return NULL;
+}
+
+/* One thread, DEPTH requests in flight: each completion submits the next. */
+struct qd {
+	struct bench *b;
+	struct vd_disk *d;
+	unsigned seed;
+	uint64_t submitted, done;
+	int rc;
+};
+
+static void qd_done(struct vd_aio *a, int res);
+
+static void qd_submit(struct qd *q, struct vd_aio *a)
+{
+	a->offset = random_offset(&q->seed, q->b->disk_size, q->b->bytes);
+	a->done = qd_done;
+	q->submitted++;
+	if (vd_aio_submit(q->d, a) < 0)
+		die(q->d, "submit");
+}
+
+static void qd_done(struct vd_aio *a, int res)
+{
+	struct qd *q = a->ctx;
+
+	if (res < 0)
+		q->rc = res;
+	q->done++;
+	if (q->submitted < q->b->ops && q->rc == 0)
+		qd_submit(q, a);
+}
+
+static double run_queue(struct bench *b, int write)
+{
+	struct qd q = {b, open_disk(b, write ? VD_OPEN_RDWR : VD_OPEN_RDONLY), 42, 0, 0, 0};
+	struct vd_aio *a = calloc(b->depth, sizeof(*a));
+	double t0;
+
+	for (unsigned i = 0; i < b->depth; i++) {
+		a[i] = (struct vd_aio){.op = write ? VD_AIO_WRITE : VD_AIO_READ,
+				       .buf = aligned_alloc(4096, b->bytes),
+				       .len = b->bytes,
+				       .ctx = &q};
+		memset(a[i].buf, 0xA5, b->bytes);
+	}
+	t0 = now();
+	for (unsigned i = 0; i < b->depth && q.submitted < b->ops; i++)
+		qd_submit(&q, &a[i]);
+	while (q.done < q.submitted && q.rc == 0)
+		if (vd_aio_poll(q.d, 1) < 0)
+			die(q.d, "poll");
+	if (q.rc < 0 || (write && vd_flush(q.d) < 0))
+		die(q.d, write ? "write" : "read");
+	t0 = now() - t0;
+	if (vd_close(q.d) < 0)
+		die(NULL, "close");
+	for (unsigned i = 0; i < b->depth; i++)
+		free(a[i].buf);
+	free(a);
+	return (double)q.done / t0;
 }
 
 static double run_randread(struct bench *b)
@@ -173,8 +234,9 @@ static double run_writes(struct bench *b, int sequential)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: vdbench [-e ENGINE] [-D] [-t THREADS] [-n OPS] [-b BYTES] "
-			"[-O FILE] randread|randwrite|offwrite|seqwrite IMAGE\n");
+	fprintf(stderr,
+		"usage: vdbench [-e ENGINE] [-D] [-t THREADS | -q DEPTH] [-n OPS] [-b BYTES] "
+		"[-O FILE] randread|randwrite|offwrite|seqwrite IMAGE\n");
 	exit(2);
 }
 
@@ -186,13 +248,15 @@ int main(int argc, char **argv)
 	double v;
 	int opt;
 
-	while ((opt = getopt(argc, argv, "e:Dt:n:b:O:")) != -1) {
+	while ((opt = getopt(argc, argv, "e:Dt:q:n:b:O:")) != -1) {
 		if (opt == 'e')
 			b.engine = optarg;
 		else if (opt == 'D')
 			b.flags |= VD_OPEN_DIRECT;
 		else if (opt == 't')
 			b.threads = (unsigned)strtoul(optarg, NULL, 10);
+		else if (opt == 'q')
+			b.depth = (unsigned)strtoul(optarg, NULL, 10);
 		else if (opt == 'n')
 			b.ops = strtoull(optarg, NULL, 10);
 		else if (opt == 'b')
@@ -210,7 +274,10 @@ int main(int argc, char **argv)
 	vd_get_info(d, &info);
 	b.disk_size = info.virtual_size;
 	vd_close(d);
-	if (strcmp(b.workload, "randread") == 0)
+	if (b.depth &&
+	    (strcmp(b.workload, "randread") == 0 || strcmp(b.workload, "randwrite") == 0))
+		v = run_queue(&b, strcmp(b.workload, "randwrite") == 0);
+	else if (strcmp(b.workload, "randread") == 0)
 		v = run_randread(&b);
 	else if (strcmp(b.workload, "randwrite") == 0 || strcmp(b.workload, "offwrite") == 0)
 		v = run_writes(&b, 0);
