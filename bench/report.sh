@@ -87,9 +87,9 @@ GP
 	machine
 	table api "I/O through the library (bench/vdbench: O_DIRECT, cold cache, dynamic VHD; anchor on the raw file)"
 	echo
-	echo "The public API is synchronous today, so \"QD32\" for us is 32 threads, each with its"
-	echo "own read-only handle doing one request at a time; fio keeps 32 requests in flight"
-	echo "from one thread. qemu-io (QD1, cache=none) is timed as a process, start included."
+	echo "QD32 for us is one thread keeping 32 requests in flight through the asynchronous"
+	echo "API (vd_aio_submit/vd_aio_poll), as fio's iodepth=32 does. qemu-io (QD1,"
+	echo "cache=none) is timed as a process, start included."
 	table convert "Convert (${SIZE_MIB} MiB, half random data, half zeros), seconds"
 	table merge "Merge (seconds; no anchor: qemu-img cannot commit vpc chains)"
 	table rss "Peak RSS on a sparse ${BIG_GIB} GiB dynamic VHD with ${BIG_BLOCKS} allocated blocks (bench/make-big-dynamic.py)"

@@ -26,11 +26,11 @@ if grep -q FAILED "$TMPDIR/bench.err"; then
 else
 	ok bench-commands-succeed
 fi
-# All 28 rows (13 I/O, 6 convert, 6 merge, 3 RSS), each with a number where a figure belongs.
+# All 32 rows (13 I/O, 9 convert, 6 merge, 4 RSS), each with a number where a figure belongs.
 rows=$(grep -cE '^\| (api|convert|merge|rss)-[0-9]+ ' "$out/RESULTS.md" 2>/dev/null)
 empty=$(grep -E '^\| (api|convert|merge|rss)-[0-9]+ ' "$out/RESULTS.md" 2>/dev/null |
 	awk -F'|' '$4 !~ /[0-9]/ && $5 !~ /[0-9]/ || $0 ~ /nan/' | head -n 3)
-if [ "${rows:-0}" = 28 ] && [ -z "$empty" ]; then
+if [ "${rows:-0}" = 32 ] && [ -z "$empty" ]; then
 	ok bench-figures-produced
 else
 	fail bench-figures-produced "$rows rows; without a figure: $empty"
