@@ -195,6 +195,9 @@ static int file_open(struct vd_disk *d, int oflags, mode_t mode, const char *eng
 	if (rc < 0)
 		return vd_error(d, rc, "", UINT64_MAX, "%s", err);
 	d->file_open = 1;
+	/* The parents of a chain are read through the engine the caller chose. */
+	if (engine && *engine && !(d->engine = strdup(engine)))
+		return vd_error(d, -ENOMEM, "", UINT64_MAX, "out of memory");
 	return 0;
 }
 
@@ -336,6 +339,7 @@ int vd_close(struct vd_disk *d)
 	free(d->warnings);
 	free(d->final_path);
 	free(d->switched_to);
+	free(d->engine);
 	free(d->path);
 	pthread_mutex_destroy(&d->lock);
 	free(d);

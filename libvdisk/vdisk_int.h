@@ -205,6 +205,7 @@ struct vd_disk {
 	struct vd_aio *aio_last;
 	struct vd_mirror *mirror; /* writes are reported to it while a mirror runs */
 	char *switched_to;	  /* a mirror switched over to this copy: no more writes */
+	char *engine;		  /* the engine spec the caller gave (NULL: the default) */
 };
 
 /* disk.c, for aio.c: the synchronous paths one piece of a request takes. */

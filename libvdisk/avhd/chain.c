@@ -148,7 +148,10 @@ static void parent_time_check(struct vd_disk *d, const struct vd_parent_ref *ref
 static int try_parent(struct vd_disk *d, const char *cand, const struct vd_parent_ref *ref,
 		      char *tried, size_t tlen)
 {
-	struct vd_open_opts po = {.flags = VD_OPEN_RDONLY | VD_OPEN_IMAGE_ONLY};
+	/* A parent is read as the child is: same engine, O_DIRECT or not. */
+	struct vd_open_opts po = {.flags = VD_OPEN_RDONLY | VD_OPEN_IMAGE_ONLY |
+					   (d->flags & VD_OPEN_DIRECT),
+				  .engine = d->engine};
 	struct vd_disk *p;
 	struct vd_info pi;
 	struct stat st;

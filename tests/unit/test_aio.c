@@ -296,3 +296,27 @@ Test(aio, psync_refusals)
 {
 	refusals("psync");
 }
+
+/* The engine chosen at open serves the whole chain: a fault aimed at the parent's file hits. */
+Test(aio, chain_parents_use_the_callers_engine)
+{
+	struct vd_create_opts co = {.type = VD_TYPE_DYNAMIC, .size = MiB};
+	struct vd_create_opts cc = {.type = VD_TYPE_DIFFERENCING};
+	struct vd_open_opts o = {.flags = VD_OPEN_RDONLY, .engine = "fault:file=base.vhd,err=EIO"};
+	char p[PATH_MAX], c[PATH_MAX];
+	struct vd_disk *d;
+
+	path(p, "base.vhd");
+	path(c, "top.vhd");
+	cr_assert_eq(vd_create(p, &co, &d), 0);
+	vd_close(d);
+	cc.parent = p;
+	cr_assert_eq(vd_create(c, &cc, &d), 0, "%s", vd_errmsg(d));
+	vd_close(d);
+	cr_assert_eq(vd_open(c, &o, &d), -EIO, "the parent was opened with another engine");
+	cr_assert(strstr(vd_errmsg(d), "base.vhd"), "%s", vd_errmsg(d));
+	vd_close(d);
+	o.engine = "psync";
+	cr_assert_eq(vd_open(c, &o, &d), 0, "%s", vd_errmsg(d));
+	vd_close(d);
+}
