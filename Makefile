@@ -33,7 +33,7 @@ TOOL_SRC := $(sort $(wildcard tools/vhdtool/*.c))
 TOOL_OBJ := $(TOOL_SRC:%.c=$(B)/%.o)
 UNIT_SRC := $(sort $(wildcard tests/unit/*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/unit/%)
-HDRS := $(wildcard include/vdisk/*.h libvdisk/*.h libvdisk/*/*.h tools/vhdtool/*.h)
+HDRS := $(wildcard include/vdisk/*.h libvdisk/*.h libvdisk/*/*.h tools/vhdtool/*.h tests/unit/*.h)
 
 .PHONY: all deps demo check check-fast check-asan unit install uninstall clean bench format fuzz
 

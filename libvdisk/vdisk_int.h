@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/types.h>
 
 #include "vdisk/vdisk.h"
@@ -271,6 +272,14 @@ int vd_ckpt_resolve(struct vd_disk *disk, const char *checkpoint, unsigned *flag
 
 /* vd_create_size, with the reason a request is impossible in WHY. */
 int vd_create_size_msg(const struct vd_create_opts *o, uint64_t *size, char *why, size_t whylen);
+
+/* 1 when the N bytes at P are all zero (N may be 0). */
+static inline int vd_is_zero(const void *p, size_t n)
+{
+	const uint8_t *b = p;
+
+	return n == 0 || (b[0] == 0 && memcmp(b, b + 1, n - 1) == 0);
+}
 
 /* Sizes for messages: "16 MiB". */
 void vd_human_size(uint64_t bytes, char *out, size_t outlen);

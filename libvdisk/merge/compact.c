@@ -45,11 +45,6 @@ static void progress(struct packer *p, uint64_t add)
 
 /* ---- 1. drop ---- */
 
-static int all_zero(const uint8_t *p, size_t n)
-{
-	return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
-}
-
 static int cmp_range(const void *a, const void *b)
 {
 	const struct vd_range *x = a, *y = b;
@@ -147,7 +142,7 @@ static int block_needed(struct packer *p, uint32_t blk)
 		return thin_diff_block(p, blk, n);
 	for (uint32_t k = 0; k < n; k++)
 		if ((bm == BITMAP_FULL || vd_bitmap_test(bm, k)) &&
-		    !all_zero(p->buf + (size_t)k * VD_SECTOR, VD_SECTOR))
+		    !vd_is_zero(p->buf + (size_t)k * VD_SECTOR, VD_SECTOR))
 			return 1; /* clear bits read as zeros whatever the sector holds */
 	return 0;
 }

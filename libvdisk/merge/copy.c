@@ -27,7 +27,7 @@
 
 #define SLOTS 4
 #define CHUNK (4u << 20)
-#define FILE_PIECE 4096u /* zero-skip grain of raw and fixed copies */
+#define FILE_PIECE 4096u /* zero-skip grain */
 
 struct slot {
 	uint64_t off;
@@ -138,11 +138,6 @@ static void *reader(void *arg)
 
 /* ---- the writer (the caller's thread) ---- */
 
-static int is_zero(const uint8_t *b, size_t n)
-{
-	return n == 0 || (b[0] == 0 && memcmp(b, b + 1, n - 1) == 0);
-}
-
 /* Bytes from AT to the end of its piece (or of the slot). */
 static size_t piece_len(const struct copier *c, const struct slot *s, size_t at)
 {
@@ -157,9 +152,9 @@ static int write_slot(struct copier *c, const struct slot *s)
 	size_t at = 0, end;
 
 	while (at < s->len) {
-		while (at < s->len && is_zero(s->buf + at, piece_len(c, s, at)))
+		while (at < s->len && vd_is_zero(s->buf + at, piece_len(c, s, at)))
 			at += piece_len(c, s, at);
-		for (end = at; end < s->len && !is_zero(s->buf + end, piece_len(c, s, end));)
+		for (end = at; end < s->len && !vd_is_zero(s->buf + end, piece_len(c, s, end));)
 			end += piece_len(c, s, end);
 		if (end > at) {
 			int rc = vd_pwrite(c->dst, s->buf + at, end - at, s->off + at);
@@ -370,8 +365,15 @@ static int do_copy(struct copier *c, const char *src, const char *dst)
 	rc = vd_create(c->tmp, &co, &c->dst);
 	if (rc < 0)
 		return say(c, rc, "%s: %s", dst, vd_errmsg_bare(c->dst));
+	/*
+	 * Zeros are skipped 4 KiB at a time, inside blocks too: a new block of a
+	 * dynamic copy reads as zeros wherever nothing was written (it is fresh file
+	 * space, all bits set), so only data is written, as cp does. A block that
+	 * holds only zeros is never touched, hence never allocated.
+	 */
 	c->piece = FILE_PIECE;
-	if (vd_get_info(c->dst, &di) == 0 && di.block_size && co.type == VD_TYPE_DYNAMIC)
+	if (vd_get_info(c->dst, &di) == 0 && di.block_size && di.block_size < FILE_PIECE &&
+	    co.type == VD_TYPE_DYNAMIC)
 		c->piece = di.block_size;
 	rc = run_pipeline(c, c->src->virtual_size < di.virtual_size ? c->src->virtual_size
 								    : di.virtual_size);

@@ -85,11 +85,6 @@ static void count(struct vd_mirror *m, uint64_t copied, int pass_done)
 	pthread_mutex_unlock(&m->mu);
 }
 
-static int all_zero(const uint8_t *p, size_t n)
-{
-	return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
-}
-
 /*
  * Copy [OFF, OFF+LEN) from the source. FRESH: the copy still reads zeros there
  * (first pass), so zeros need not be written; later, zeros are a discard.
@@ -105,7 +100,7 @@ static int copy_range(struct vd_mirror *m, uint64_t off, uint64_t len, int fresh
 		rc = vd_pread(m->src, m->buf, n, off);
 		if (rc < 0)
 			return fail(m, rc, "%s", vd_errmsg(m->src));
-		zero = all_zero(m->buf, n);
+		zero = vd_is_zero(m->buf, n);
 		if (!zero)
 			rc = vd_pwrite(m->dst, m->buf, n, off);
 		else if (!fresh)

@@ -17,38 +17,11 @@
 #include <unistd.h>
 
 #include "vdisk/vdisk.h"
+#include "scratch.h"
 
 #define MiB (1ull << 20)
 #define SIZE (32 * MiB)
 #define NREQ 256
-
-static char dir[PATH_MAX / 2];
-
-static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *f)
-{
-	(void)st;
-	(void)flag;
-	(void)f;
-	return remove(p);
-}
-
-static void setup(void)
-{
-	const char *base = getenv("TMPDIR");
-
-	snprintf(dir, sizeof(dir), "%s/vdisk-aio-XXXXXX", base && *base ? base : "/tmp");
-	cr_assert_not_null(mkdtemp(dir), "mkdtemp: %s", strerror(errno));
-}
-
-static void teardown(void)
-{
-	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static void path(char *out, const char *name)
-{
-	snprintf(out, PATH_MAX, "%s/%s", dir, name);
-}
 
 /* The engine under test, or a skip when this kernel or sandbox refuses it. */
 static int engine_ok(const char *engine)
@@ -58,7 +31,7 @@ static int engine_ok(const char *engine)
 	char p[PATH_MAX];
 	int rc;
 
-	path(p, "probe.vhd");
+	scratch_path(p, "probe.vhd");
 	rc = vd_create(p, &o, &d);
 	if (rc < 0)
 		cr_log_warn("engine %s cannot start here: %s", engine, vd_errmsg(d));
@@ -111,7 +84,7 @@ static struct vd_disk *open_with(const char *name, const char *engine, unsigned 
 	struct vd_disk *d;
 	char p[PATH_MAX];
 
-	path(p, name);
+	scratch_path(p, name);
 	cr_assert_eq(vd_open(p, &o, &d), 0, "%s", vd_errmsg(d));
 	return d;
 }
@@ -129,7 +102,7 @@ static void writes_then_reads(const char *engine)
 
 	if (!engine_ok(engine))
 		cr_skip_test("engine %s cannot start here", engine);
-	path(p, "a.vhd");
+	scratch_path(p, "a.vhd");
 	cr_assert_eq(vd_create(p, &co, &d), 0, "%s", vd_errmsg(d));
 	completions = 0;
 	for (int i = 0; i < NREQ; i++) {
@@ -198,8 +171,8 @@ static void random_reads(const char *engine)
 
 	if (!engine_ok(engine))
 		cr_skip_test("engine %s cannot start here", engine);
-	path(p, "r.vhd");
-	path(c, "r-child.vhd");
+	scratch_path(p, "r.vhd");
+	scratch_path(c, "r-child.vhd");
 	fill(model, SIZE, 3);
 	cr_assert_eq(vd_create(p, &co, &d), 0, "%s", vd_errmsg(d));
 	cr_assert_eq(vd_pwrite(d, model, SIZE, 0), 0);
@@ -250,7 +223,7 @@ static void refusals(const char *engine)
 
 	if (!engine_ok(engine))
 		cr_skip_test("engine %s cannot start here", engine);
-	path(p, "x.vhd");
+	scratch_path(p, "x.vhd");
 	cr_assert_eq(vd_create(p, &co, &d), 0);
 	vd_close(d);
 	d = open_with("x.vhd", engine, VD_OPEN_RDONLY);
@@ -262,7 +235,7 @@ static void refusals(const char *engine)
 	vd_close(d);
 }
 
-TestSuite(aio, .init = setup, .fini = teardown, .timeout = 120);
+TestSuite(aio, .init = scratch_init, .fini = scratch_fini, .timeout = 120);
 
 Test(aio, psync_writes_then_reads)
 {
@@ -306,8 +279,8 @@ Test(aio, chain_parents_use_the_callers_engine)
 	char p[PATH_MAX], c[PATH_MAX];
 	struct vd_disk *d;
 
-	path(p, "base.vhd");
-	path(c, "top.vhd");
+	scratch_path(p, "base.vhd");
+	scratch_path(c, "top.vhd");
 	cr_assert_eq(vd_create(p, &co, &d), 0);
 	vd_close(d);
 	cc.parent = p;

@@ -19,37 +19,10 @@
 #include <unistd.h>
 
 #include "vdisk/vdisk.h"
+#include "scratch.h"
 
 #define MiB (1ull << 20)
 #define SIZE (64 * MiB)
-
-static char dir[PATH_MAX / 2];
-
-static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *f)
-{
-	(void)st;
-	(void)flag;
-	(void)f;
-	return remove(p);
-}
-
-static void setup(void)
-{
-	const char *base = getenv("TMPDIR");
-
-	snprintf(dir, sizeof(dir), "%s/vdisk-mirror-XXXXXX", base && *base ? base : "/tmp");
-	cr_assert_not_null(mkdtemp(dir), "mkdtemp: %s", strerror(errno));
-}
-
-static void teardown(void)
-{
-	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static void path(char *out, const char *name)
-{
-	snprintf(out, PATH_MAX, "%s/%s", dir, name);
-}
 
 /* ---- the writer: a VM's disk I/O, recorded in a model ---- */
 
@@ -151,7 +124,7 @@ static struct vd_disk *make_disk(const char *name, enum vd_disk_type type, uint8
 	char p[PATH_MAX];
 	struct vd_disk *d;
 
-	path(p, name);
+	scratch_path(p, name);
 	cr_assert_eq(vd_create(p, &o, &d), 0, "%s", vd_errmsg(d));
 	for (uint64_t off = 0; off < SIZE; off += 4 * MiB) {
 		for (uint64_t i = 0; i < 2 * MiB; i++)
@@ -168,7 +141,7 @@ static void no_problem(void *ctx, const struct vd_problem *p)
 	cr_log_error("check: %s: %s", p->field, p->message);
 }
 
-TestSuite(mirror, .init = setup, .fini = teardown, .timeout = 120);
+TestSuite(mirror, .init = scratch_init, .fini = scratch_fini, .timeout = 120);
 
 /* The live story: copy while writing, converge, switch over, go on with the copy. */
 static void mirror_while_writing(enum vd_disk_type type)
@@ -180,7 +153,7 @@ static void mirror_while_writing(enum vd_disk_type type)
 	struct writer w;
 	char p[PATH_MAX], *msg = NULL;
 
-	path(p, "dst.vhd");
+	scratch_path(p, "dst.vhd");
 	writer_start(&w, src, model, 7);
 	wait_writes(&w, 200);
 	cr_assert_eq(vd_mirror_start(src, p, NULL, &m, &msg), 0, "%s", msg ? msg : "");
@@ -233,7 +206,7 @@ Test(mirror, cancel_removes_the_copy)
 	struct vd_mirror *m;
 	char p[PATH_MAX], *msg = NULL;
 
-	path(p, "dst.vhd");
+	scratch_path(p, "dst.vhd");
 	cr_assert_eq(vd_mirror_start(src, p, NULL, &m, &msg), 0, "%s", msg ? msg : "");
 	cr_assert_eq(access(p, F_OK), 0);
 	vd_mirror_cancel(m);
@@ -264,10 +237,10 @@ Test(mirror, quick_storage_migration)
 	char p[PATH_MAX], dst[PATH_MAX], avhd[PATH_MAX], *msg = NULL;
 	struct vd_info info;
 
-	path(p, "vm.vhd");
-	path(dst, "dest"); /* the destination storage */
+	scratch_path(p, "vm.vhd");
+	scratch_path(dst, "dest"); /* the destination storage */
 	cr_assert_eq(mkdir(dst, 0755), 0);
-	path(dst, "dest/vm.vhd");
+	scratch_path(dst, "dest/vm.vhd");
 	cr_assert_eq(vd_close(vm), 0);
 	cr_assert_eq(vd_checkpoint_create(p, "before-move", &msg), 0, "%s", msg ? msg : "");
 	cr_assert_eq(vd_checkpoint_list(p, &tree, &msg), 0);
@@ -297,7 +270,7 @@ Test(mirror, quick_storage_migration)
 	assert_reads(vm, model, "the source after migration");
 	vd_close(vm);
 	/* A copy of another disk is refused as a merge target. */
-	path(dst, "other.vhd");
+	scratch_path(dst, "other.vhd");
 	{
 		struct vd_create_opts o = {.type = VD_TYPE_DYNAMIC, .size = SIZE};
 		struct vd_disk *x;

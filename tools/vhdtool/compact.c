@@ -34,14 +34,6 @@ static void usage(void)
 	       "  -h, --help       show this help\n");
 }
 
-static void on_progress(void *ctx, uint64_t done, uint64_t total)
-{
-	struct vt_progress *p = ctx;
-
-	p->total = total;
-	vt_progress_add(p, done - p->done);
-}
-
 /* ---- --fs-aware: the free space of the guest's file systems ---- */
 
 struct ranges {
@@ -175,7 +167,7 @@ int vt_cmd_compact(int argc, char **argv)
 	co.free_ranges = fr.r;
 	co.nfree = fr.n;
 	vt_progress_start(&bar, progress, 0);
-	co.progress = on_progress;
+	co.progress = vt_progress_cb;
 	co.ctx = &bar;
 	rc = vd_compact(argv[optind], &co, &r, &errmsg);
 	vt_progress_end(&bar);

@@ -312,14 +312,6 @@ static int size_buffers(struct convert *c)
 	return 0;
 }
 
-static void on_progress(void *ctx, uint64_t done, uint64_t total)
-{
-	struct vt_progress *p = ctx;
-
-	(void)total;
-	vt_progress_add(p, done - p->done);
-}
-
 /* vd_copy does the work: pipelined, sparse, free space checked, DST only when whole. */
 static int convert_to_file(struct convert *c)
 {
@@ -328,7 +320,7 @@ static int convert_to_file(struct convert *c)
 				 .block_size = c->opts.block_size,
 				 .compat = c->opts.compat,
 				 .checkpoint = c->checkpoint,
-				 .progress = on_progress,
+				 .progress = vt_progress_cb,
 				 .ctx = &c->bar,
 				 .cancel = (const volatile int *)&vt_interrupted};
 	struct vd_copy_result r;

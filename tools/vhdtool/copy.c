@@ -31,14 +31,6 @@ static void usage(void)
 	       "  -h, --help              show this help\n");
 }
 
-static void on_progress(void *ctx, uint64_t done, uint64_t total)
-{
-	struct vt_progress *p = ctx;
-
-	p->total = total;
-	vt_progress_add(p, done - p->done);
-}
-
 static int parse_type(const char *text, enum vd_disk_type *type)
 {
 	if (strcmp(text, "fixed") == 0)
@@ -123,7 +115,7 @@ int vt_cmd_copy(int argc, char **argv)
 							     : "too many arguments");
 	vt_catch_signals();
 	vt_progress_start(&bar, progress, 0);
-	co.progress = on_progress;
+	co.progress = vt_progress_cb;
 	co.ctx = &bar;
 	co.cancel = (const volatile int *)&vt_interrupted;
 	rc = vd_copy(argv[optind], argv[optind + 1], &co, &r, &errmsg);

@@ -32,14 +32,6 @@ static void usage(void)
 	       "  -h, --help           show this help\n");
 }
 
-static void on_progress(void *ctx, uint64_t done, uint64_t total)
-{
-	struct vt_progress *p = ctx;
-
-	p->total = total; /* known once the merge has opened the chain */
-	vt_progress_add(p, done - p->done);
-}
-
 int vt_cmd_merge(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -71,7 +63,7 @@ int vt_cmd_merge(int argc, char **argv)
 	if (optind != argc - 1)
 		return vt_usage_error(CMD, optind >= argc ? "missing CHILD" : "too many arguments");
 	vt_progress_start(&bar, progress, 0);
-	mo.progress = on_progress;
+	mo.progress = vt_progress_cb;
 	mo.ctx = &bar;
 	rc = vd_merge(argv[optind], &mo, &errmsg);
 	vt_progress_end(&bar);

@@ -415,6 +415,15 @@ void vt_progress_end(struct vt_progress *p)
 	bar_on_screen = 0;
 }
 
+void vt_progress_cb(void *ctx, uint64_t done, uint64_t total)
+{
+	struct vt_progress *p = ctx;
+
+	if (total)
+		p->total = total; /* some operations know it only once they have opened the disk */
+	vt_progress_add(p, done - p->done);
+}
+
 static void on_signal(int sig)
 {
 	(void)sig;

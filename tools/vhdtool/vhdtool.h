@@ -111,6 +111,8 @@ struct vt_progress {
 void vt_progress_start(struct vt_progress *p, int wanted, uint64_t total);
 void vt_progress_add(struct vt_progress *p, uint64_t bytes);
 void vt_progress_end(struct vt_progress *p);
+/* A vd_progress_fn for a struct vt_progress (CTX): DONE of TOTAL, as the library reports. */
+void vt_progress_cb(void *ctx, uint64_t done, uint64_t total);
 
 /* Set by SIGINT/SIGTERM once vt_catch_signals ran; long loops poll it. */
 extern volatile sig_atomic_t vt_interrupted;
