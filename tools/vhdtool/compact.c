@@ -182,6 +182,8 @@ int vt_cmd_compact(int argc, char **argv)
 	       (unsigned long long)r.blocks_dropped, (unsigned long long)r.blocks_moved);
 	if (r.sectors_cleared)
 		printf(", %llu sectors back to the parent", (unsigned long long)r.sectors_cleared);
+	if (r.bytes_after < r.bytes_before && !r.blocks_dropped && !r.blocks_moved)
+		printf("; the space of blocks discarded earlier is given back");
 	printf(")\n");
 	return VT_EXIT_OK;
 }
