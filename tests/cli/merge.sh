@@ -21,16 +21,18 @@ mkchain() { # dir
 }
 
 mkchain "$T/tpl" || { fail setup "cannot build the chain"; exit 0; }
+# Copies keep the files' times (cp -a): a child records its parent's modification
+# time, and check rightly warns when a plain cp has moved it to another second.
 leaf_sha=$("$V" read "$T/tpl/c2.vhd" | sha)
 c1_sha=$("$V" read "$T/tpl/c1.vhd" | sha)
 
-cp -r "$T/tpl" "$T/a"
+cp -a "$T/tpl" "$T/a"
 check "merge c2 into its parent" "$V" merge "$T/a/c2.vhd"
 [ "$("$V" read "$T/a/c1.vhd" | sha)" = "$leaf_sha" ] && ok "the parent now reads as the child did" || fail "the parent now reads as the child did"
 [ ! -e "$T/a/c2.vhd" ] && ok "the merged child is removed" || fail "the merged child is removed"
 check "the parent checks clean" "$V" check "$T/a/c1.vhd"
 
-cp -r "$T/tpl" "$T/b"
+cp -a "$T/tpl" "$T/b"
 check "merge --into the base across two levels" "$V" merge --into "$T/b/base.vhd" "$T/b/c2.vhd"
 [ "$("$V" read "$T/b/base.vhd" | sha)" = "$leaf_sha" ] && ok "the base reads as the leaf did" || fail "the base reads as the leaf did"
 [ ! -e "$T/b/c1.vhd" ] && [ ! -e "$T/b/c2.vhd" ] && ok "both merged levels are removed" || fail "both merged levels are removed"
@@ -39,11 +41,11 @@ if command -v qemu-img >/dev/null; then
 	check "qemu-img reads the merged base as the model" qemu-img compare -f vpc -F raw "$T/b/base.vhd" "$T/b.raw"
 fi
 
-cp -r "$T/tpl" "$T/c"
+cp -a "$T/tpl" "$T/c"
 check "merge --keep" "$V" merge --keep "$T/c/c2.vhd"
 [ "$("$V" read "$T/c/c2.vhd" | sha)" = "$leaf_sha" ] && ok "a kept child reads the same" || fail "a kept child reads the same"
 
-cp -r "$T/tpl" "$T/d"
+cp -a "$T/tpl" "$T/d"
 "$V" create -t diff -b "$T/d/c1.vhd" "$T/d/sibling.vhd" >/dev/null
 expect_exit "merge refused while a sibling depends on the parent" 2 "$V" merge "$T/d/c2.vhd"
 [ "$("$V" read "$T/d/sibling.vhd" | sha)" = "$c1_sha" ] && ok "the sibling is untouched" || fail "the sibling is untouched"
@@ -54,7 +56,7 @@ expect_exit "merge --into an image outside the chain" 2 "$V" merge --into "$T/d/
 # Kill a real merge at its Nth I/O, for N = 1..100; then resume.
 killed=0 bad=0 done_first=0
 for n in $(seq 1 100); do
-	rm -rf "$T/k"; cp -r "$T/tpl" "$T/k"
+	rm -rf "$T/k"; cp -a "$T/tpl" "$T/k"
 	VDISK_ENGINE="fault:nth=$n,op=any,err=kill" "$V" merge "$T/k/c2.vhd" >/dev/null 2>&1
 	rc=$?
 	if [ "$rc" = 137 ]; then
