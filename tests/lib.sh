@@ -8,7 +8,8 @@
 SUITE=${SUITE:-$(basename "$0" .sh)}
 
 ok() { echo "PASS $SUITE $1" >>"$RESULTS"; echo "  ok   $1"; }
-fail() { echo "FAIL $SUITE $1 ${2:-}" >>"$RESULTS"; echo "  FAIL $1: ${2:-}"; }
+# The reason is kept on one line (and at most 600 bytes) so the results file stays one line a test.
+fail() { local why; why=$(printf '%s' "${2:-}" | tr '\n\t' '  ' | head -c 600); echo "FAIL $SUITE $1 $why" >>"$RESULTS"; echo "  FAIL $1: $why"; }
 skip() { echo "SKIP $SUITE $1 ${2:-}" >>"$RESULTS"; echo "  skip $1: ${2:-}"; }
 
 # check NAME CMD...: pass when CMD succeeds.

@@ -369,23 +369,17 @@ static int names_parent(int fd, const uint8_t uuid[16])
 	return memcmp(h.parent_uuid, uuid, 16) == 0;
 }
 
-int vd_chain_other_dependent(struct vd_disk *d, const struct vd_disk *above, char *who, size_t len)
+/*
+ * A differencing disk in DIR whose parent UUID is UUID, other than D itself and
+ * ABOVE (may be NULL): 1 with its path in WHO, else 0.
+ */
+static int find_child(const struct vd_disk *d, const struct vd_disk *above, const char *dir,
+		      const uint8_t uuid[16], char *who, size_t len)
 {
-	struct vd_info info;
-	char *dir = dir_of(d->path);
+	DIR *dp = opendir(dir);
 	struct dirent *e;
 	int found = 0;
-	DIR *dp;
 
-	if (!dir || vd_get_info(d, &info) < 0) {
-		free(dir);
-		return 0;
-	}
-	if (vd_ckpt_is_frozen(dir, base_name(d->path), who, len)) {
-		free(dir);
-		return 1;
-	}
-	dp = opendir(dir);
 	while (dp && !found && (e = readdir(dp))) {
 		struct stat st;
 		int fd;
@@ -398,7 +392,7 @@ int vd_chain_other_dependent(struct vd_disk *d, const struct vd_disk *above, cha
 		if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
 		    !(st.st_dev == d->dev && st.st_ino == d->ino) &&
 		    !(above && st.st_dev == above->dev && st.st_ino == above->ino) &&
-		    names_parent(fd, info.uuid)) {
+		    names_parent(fd, uuid)) {
 			snprintf(who, len, "%s/%s", dir, e->d_name);
 			found = 1;
 		}
@@ -406,6 +400,21 @@ int vd_chain_other_dependent(struct vd_disk *d, const struct vd_disk *above, cha
 	}
 	if (dp)
 		closedir(dp);
+	return found;
+}
+
+int vd_chain_other_dependent(struct vd_disk *d, const struct vd_disk *above, char *who, size_t len)
+{
+	struct vd_info info;
+	char *dir = dir_of(d->path);
+	int found;
+
+	if (!dir || vd_get_info(d, &info) < 0) {
+		free(dir);
+		return 0;
+	}
+	found = vd_ckpt_is_frozen(dir, base_name(d->path), who, len) ||
+		find_child(d, above, dir, info.uuid, who, len);
 	free(dir);
 	return found;
 }
@@ -414,38 +423,21 @@ int vd_chain_check_dependents(struct vd_disk *d)
 {
 	struct vd_info info;
 	char *dir = dir_of(d->path), found[VD_PATH_MAX] = "", why[VD_PATH_MAX * 2];
-	struct dirent *e;
-	DIR *dp;
+	int frozen;
 
 	if (!dir || vd_get_info(d, &info) < 0 || strcmp(info.format, "vhd") != 0) {
 		free(dir);
 		return 0;
 	}
-	if (vd_ckpt_is_frozen(dir, base_name(d->path), why, sizeof(why))) {
-		free(dir);
+	frozen = vd_ckpt_is_frozen(dir, base_name(d->path), why, sizeof(why));
+	if (!frozen)
+		find_child(d, NULL, dir, info.uuid, found, sizeof(found));
+	free(dir);
+	if (frozen)
 		return vd_error(d, -EBUSY, "", UINT64_MAX,
 				"%s; writing here would change a saved state (apply the checkpoint "
 				"and write to the active state instead)",
 				why);
-	}
-	dp = opendir(dir);
-	while (dp && !found[0] && (e = readdir(dp))) {
-		struct stat st;
-		int fd;
-
-		if (!has_vhd_name(e->d_name))
-			continue;
-		fd = openat(dirfd(dp), e->d_name, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-		if (fd < 0)
-			continue;
-		if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
-		    !(st.st_dev == d->dev && st.st_ino == d->ino) && names_parent(fd, info.uuid))
-			snprintf(found, sizeof(found), "%s/%s", dir, e->d_name);
-		close(fd);
-	}
-	if (dp)
-		closedir(dp);
-	free(dir);
 	if (!found[0])
 		return 0;
 	return vd_error(d, -EBUSY, "", UINT64_MAX,

@@ -6,7 +6,6 @@
 # fixtures against ntfs-3g, and the errors a user meets (exit 2, one line).
 set -u
 . "$(dirname "$0")/../lib.sh"
-fail() { local why; why=$(printf '%s' "${2:-}" | tr '\n\t' '  ' | head -c 600); echo "FAIL $SUITE $1 $why" >>"$RESULTS"; echo "  FAIL $1: $why"; }
 T=$TMPDIR
 V=$VHDTOOL
 . "$(dirname "$0")/images.inc"

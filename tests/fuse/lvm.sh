@@ -8,7 +8,6 @@
 # images are written there with dd.
 set -u
 . "$(dirname "$0")/../lib.sh"
-fail() { local why; why=$(printf '%s' "${2:-}" | tr '\n\t' '  ' | head -c 600); echo "FAIL $SUITE $1 $why" >>"$RESULTS"; echo "  FAIL $1: $why"; }
 T=$TMPDIR
 V=$VHDTOOL
 M=${BUILD:?}/vhdmount

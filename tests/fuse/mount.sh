@@ -6,7 +6,6 @@
 # once; damaged file systems left out; an ordinary user mounting; usage errors.
 set -u
 . "$(dirname "$0")/../lib.sh"
-fail() { local why; why=$(printf '%s' "${2:-}" | tr '\n\t' '  ' | head -c 600); echo "FAIL $SUITE $1 $why" >>"$RESULTS"; echo "  FAIL $1: $why"; }
 T=$TMPDIR
 V=$VHDTOOL
 M=${BUILD:?}/vhdmount

@@ -4,7 +4,6 @@
 # OVERLAY; the source chain's files keep their sha256; files/ stays read-only.
 set -u
 . "$(dirname "$0")/../lib.sh"
-fail() { local why; why=$(printf '%s' "${2:-}" | tr '\n\t' '  ' | head -c 600); echo "FAIL $SUITE $1 $why" >>"$RESULTS"; echo "  FAIL $1: $why"; }
 T=$TMPDIR
 V=$VHDTOOL
 M=${BUILD:?}/vhdmount
